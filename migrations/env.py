@@ -1,0 +1,34 @@
+"""Alembic environment: the engine comes from searcher.catalog (config.attributes["engine"]),
+or from sqlalchemy.url when alembic is run by hand (`alembic -c migrations/alembic.ini ...`)."""
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from searcher.catalog import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata, render_as_batch=True, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,207 @@
+"""Command line: parse, call one library function, print. Results on stdout, the rest on stderr."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from searcher.errors import SearcherError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Near-duplicate image search with a persistent index.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+CatalogOption = typer.Option(
+    None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]", show_default=False
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class SummaryFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class Metric(str, Enum):
+    fused = "fused"
+    hist = "hist"
+    mse = "mse"
+    ae = "ae"
+    orb = "orb"
+
+
+class HistMethod(str, Enum):
+    correl = "correl"
+    chisqr = "chisqr"
+    intersect = "intersect"
+    bhattacharyya = "bhattacharyya"
+
+
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False)
+
+
+class _ProgressReporter:
+    """Ingest reporter drawing a rich progress bar on stderr."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("extracting", total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def warn(self, message: str) -> None:
+        self.progress.console.print(f"warning: {message}", markup=False)
+
+    def failed(self, path: str, reason: str) -> None:
+        self.progress.console.print(f"failed: {path}: {reason}", markup=False)
+
+
+@app.command()
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    catalog: Optional[Path] = CatalogOption,
+    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
+    max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
+    signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
+    fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
+) -> None:
+    """Add images under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
+    from searcher.catalog import locate
+    from searcher.features import parse_signature_list
+    from searcher.ingest import IngestOptions
+    from searcher.ingest import ingest as run_ingest
+
+    options = IngestOptions(workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as progress:
+        summary = run_ingest(paths, locate(catalog), options, _ProgressReporter(progress))
+    counts = summary.counts()
+    if fmt is SummaryFormat.json:
+        out.print(json.dumps(counts), markup=False)
+    else:
+        out.print(", ".join(f"{v} {k}" for k, v in counts.items()), markup=False)
+
+
+@app.command()
+def query(
+    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog)."),
+    catalog: Optional[Path] = CatalogOption,
+    top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
+    metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
+    hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
+    fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+) -> None:
+    """Find the nearest catalog images to each query image."""
+    from searcher.catalog import locate
+    from searcher.query import query_paths
+
+    results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=_warn)
+    for result in results:
+        if result.error:
+            err.print(f"error: {result.query}: {result.error}", markup=False)
+    good = [r for r in results if not r.error]
+    _print_results(good, fmt)
+    if not good:
+        raise SystemExit(1)
+
+
+def _result_dict(result) -> dict:
+    return {
+        "query": result.query,
+        "results": [
+            {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
+            for rank, hit in enumerate(result.hits, 1)
+        ],
+    }
+
+
+def _print_results(results, fmt: Format) -> None:
+    if fmt is Format.jsonl:
+        for result in results:
+            sys.stdout.write(json.dumps(_result_dict(result), ensure_ascii=False) + "\n")
+    elif fmt is Format.json:
+        sys.stdout.write(json.dumps([_result_dict(r) for r in results], ensure_ascii=False, indent=2) + "\n")
+    elif fmt is Format.csv:
+        keys = sorted({k for r in results for h in r.hits for k in h.scores})
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["query", "rank", "path", "score", *keys])
+        for r in results:
+            for rank, hit in enumerate(r.hits, 1):
+                writer.writerow([r.query, rank, hit.path, f"{hit.score:.6f}", *(_fmt(hit.scores.get(k)) for k in keys)])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        for r in results:
+            keys = [k for k in ("fused", "hist", "mse", "ae", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
+            table = Table(title=r.query, title_justify="left")
+            for column in ("rank", "score", *keys):
+                table.add_column(column, justify="right")
+            table.add_column("path", overflow="fold")
+            for rank, hit in enumerate(r.hits, 1):
+                table.add_row(str(rank), f"{hit.score:.4f}", *(_fmt(hit.scores.get(k)) for k in keys), hit.path)
+            out.print(table)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
+
+
+@app.command()
+def reindex(catalog: Optional[Path] = CatalogOption) -> None:
+    """Rebuild every vector index from the catalog (the catalog is the source of truth)."""
+    from searcher.catalog import locate
+    from searcher.reindex import rebuild_indexes
+
+    counts = rebuild_indexes(locate(catalog))
+    out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
+    if version:
+        from searcher import __version__
+
+        out.print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point: SearcherError becomes one line on stderr and exit code 1; usage errors exit 2."""
+    try:
+        app()
+    except SearcherError as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted: work committed so far is kept; rerun to resume", markup=False)
+        sys.exit(130)

@@ -1,0 +1,17 @@
+"""Errors whose message is the text the user reads; the CLI turns them into exit code 1."""
+
+
+class SearcherError(Exception):
+    """Base of every expected failure. str(error) is a complete one-line message for the user."""
+
+
+class CatalogError(SearcherError):
+    """The catalog cannot be opened or used (missing, newer schema, corrupt)."""
+
+
+class ImageError(SearcherError):
+    """One file cannot be used as an image (zero-byte, truncated, not an image, too large...)."""
+
+
+class UsageError(SearcherError):
+    """Arguments that are well-formed but make no sense together (e.g. a query path that does not exist)."""

@@ -1,0 +1,59 @@
+"""The contract every signature extractor follows.
+
+An extractor turns a decoded image into a signature (a numpy array), packs it into a compact
+BLOB for the catalog, and, when it is searched through an HNSW index, gives the embedding
+whose distance in ``space`` agrees with its own comparison.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+
+class Extractor:
+    """Base class: subclasses set the class attributes and implement ``extract``.
+
+    name      stable key in the catalog and in index file names ("hist", "mse", "orb", "ae")
+    version   bump whenever the output for the same image changes: stored rows of an older
+              version are stale and are recomputed by the next ingest
+    dim       length of the index embedding; 0 when the signature is not indexed (ORB)
+    space     hnswlib space of the index embedding: "l2" or "cosine"
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    dim: ClassVar[int] = 0
+    space: ClassVar[str] = "l2"
+
+    @property
+    def indexed(self) -> bool:
+        return self.dim > 0
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        """Signature of one BGR uint8 image (already EXIF-rotated, long side <= WORK_SIZE)."""
+        raise NotImplementedError
+
+    def extract_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Signatures of several images; extractors that gain from batching override this."""
+        return [self.extract(image) for image in images]
+
+    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+        """Signatures a query is searched with; the best match over them counts. Extractors that
+        are not invariant to flips or right-angle rotations add those variants of the query."""
+        return [self.extract(image)]
+
+    def to_blob(self, signature: np.ndarray) -> bytes:
+        return np.ascontiguousarray(signature, dtype=np.float32).tobytes()
+
+    def from_blob(self, blob: bytes) -> np.ndarray:
+        return np.frombuffer(blob, dtype=np.float32)
+
+    def embedding(self, signature: np.ndarray) -> np.ndarray:
+        """The float32 vector put in the HNSW index (only for indexed extractors)."""
+        return np.asarray(signature, dtype=np.float32)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Similarity of two signatures in [0, 1], 1 = identical; the fused ranking averages these."""
+        raise NotImplementedError

@@ -1,0 +1,56 @@
+"""Grey thumbnail compared by mean squared error, the seed's MSE method."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from searcher.features.base import Extractor
+
+SIDE = 16
+
+
+def mse_similarity(mse: float) -> float:
+    """1 - 2*RMSE, clipped to [0, 1]: identical = 1; unrelated photos usually land near 0.4."""
+    return float(min(1.0, max(0.0, 1.0 - 2.0 * np.sqrt(max(mse, 0.0)))))
+
+
+class ThumbnailExtractor(Extractor):
+    """BGR -> grey -> INTER_AREA resize to 16x16 (aspect ignored, so resized copies align) -> [0, 1].
+
+    Stored as uint8 (256 bytes). The index embedding is the thumbnail itself: squared L2 / 256 = MSE.
+    """
+
+    name = "mse"
+    version = "1"
+    dim = SIDE * SIDE
+    space = "l2"
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+        return small.astype(np.float32).ravel() / 255.0
+
+    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+        """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid)."""
+        square = self.extract(image).reshape(SIDE, SIDE)
+        variants = []
+        for turned in (square, square.T):
+            for k in range(4):
+                variants.append(np.rot90(turned, k))
+        unique = {v.tobytes(): np.ascontiguousarray(v).ravel() for v in variants}
+        return list(unique.values())
+
+    def to_blob(self, signature: np.ndarray) -> bytes:
+        return np.clip(np.rint(np.asarray(signature) * 255.0), 0, 255).astype(np.uint8).tobytes()
+
+    def from_blob(self, blob: bytes) -> np.ndarray:
+        return np.frombuffer(blob, dtype=np.uint8).astype(np.float32) / 255.0
+
+    @staticmethod
+    def mse(a: np.ndarray, b: np.ndarray) -> float:
+        diff = np.asarray(a, np.float32) - np.asarray(b, np.float32)
+        return float(np.mean(diff * diff))
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        return mse_similarity(self.mse(a, b))

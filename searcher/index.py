@@ -1,0 +1,194 @@
+"""Vector indexes: one small interface, implemented with hnswlib.
+
+Labels are catalog image ids. Index files are a cache of the catalog: each is saved with a
+sidecar JSON recording the extractor version and the catalog generation it reflects, and is
+rebuilt from the catalog whenever either disagrees, or the file is missing or unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Protocol
+
+import hnswlib
+import numpy as np
+
+M = 16
+EF_CONSTRUCTION = 200
+MIN_EF_SEARCH = 128
+GROWTH = 1.5
+SIDECAR_FORMAT = 1
+
+
+class VectorIndex(Protocol):
+    """The seam for other vector stores (e.g. Milvus): what ingest and query need, nothing more."""
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def remove(self, ids: Iterable[int]) -> None: ...
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def vectors(self, ids: list[int]) -> np.ndarray: ...
+    def save(self, generation: int) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class IndexUnusable(Exception):
+    """The saved index cannot be used as it is (missing, corrupt, other version or generation)."""
+
+
+class HnswIndex:
+    """hnswlib index with growth, deletions (slots reused) and an atomic save with a sidecar."""
+
+    def __init__(self, path: Path, dim: int, space: str, version: str, empty: bool = True):
+        self.path = Path(path)
+        self.dim = dim
+        self.space = space
+        self.version = version
+        self._index = hnswlib.Index(space=space, dim=dim)
+        if empty:
+            self._index.init_index(max_elements=1024, ef_construction=EF_CONSTRUCTION, M=M, allow_replace_deleted=True)
+        self._deleted: set[int] = set()
+        self._live: set[int] = set()
+
+    @property
+    def sidecar_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    @classmethod
+    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> "HnswIndex":
+        """The saved index, or IndexUnusable saying why it cannot be trusted."""
+        index = cls(path, dim, space, version, empty=False)
+        if not index.path.exists() or not index.sidecar_path.exists():
+            raise IndexUnusable("missing")
+        try:
+            meta = json.loads(index.sidecar_path.read_text())
+        except (OSError, ValueError) as e:
+            raise IndexUnusable(f"unreadable sidecar ({e})") from None
+        expected = {"format": SIDECAR_FORMAT, "dim": dim, "space": space, "version": version}
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                raise IndexUnusable(f"{key} is {meta.get(key)!r}, expected {value!r}")
+        if meta.get("generation") != generation:
+            raise IndexUnusable(f"behind the catalog (generation {meta.get('generation')} vs {generation}; interrupted run?)")
+        if meta.get("file_size") != index.path.stat().st_size:
+            raise IndexUnusable("file size differs from the one recorded")
+        try:
+            index._index.load_index(str(index.path), allow_replace_deleted=True)
+        except (RuntimeError, ValueError, MemoryError) as e:
+            raise IndexUnusable(f"corrupt ({e})") from None
+        if index._index.dim != dim:
+            raise IndexUnusable("dimension mismatch")
+        index._deleted = set(meta.get("deleted", []))
+        index._live = set(index._index.get_ids_list()) - index._deleted
+        return index
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, image_id: int) -> bool:
+        return image_id in self._live
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace vectors by label (an existing label gets its new vector)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        revived = [int(i) for i in ids if int(i) in self._deleted]
+        for label in revived:
+            self._index.unmark_deleted(label)
+            self._deleted.discard(label)
+        needed = self._index.get_current_count() + len(ids)
+        if needed > self._index.get_max_elements():
+            self._index.resize_index(max(needed, int(self._index.get_max_elements() * GROWTH)))
+        self._index.add_items(vectors, ids, replace_deleted=True)
+        self._live.update(int(i) for i in ids)
+        if self._deleted:
+            # Replaced slots drop their old label from the index.
+            self._deleted &= set(self._index.get_ids_list())
+
+    def remove(self, ids: Iterable[int]) -> None:
+        for image_id in ids:
+            image_id = int(image_id)
+            if image_id in self._live:
+                self._index.mark_deleted(image_id)
+                self._live.discard(image_id)
+                self._deleted.add(image_id)
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, distances) of the k nearest live vectors, nearest first.
+
+        hnswlib distances: "l2" is the squared L2 distance, "cosine" is 1 - cosine similarity.
+        """
+        k = min(k, len(self._live))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        self._index.set_ef(max(MIN_EF_SEARCH, 2 * k))
+        labels, distances = self._index.knn_query(np.asarray(vector, np.float32).reshape(1, -1), k=k)
+        return labels[0].astype(np.int64), distances[0]
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """Stored vectors of these ids (cosine spaces store them L2-normalised)."""
+        if not ids:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.asarray(self._index.get_items(list(ids), return_type="numpy"), dtype=np.float32)
+
+    def save(self, generation: int) -> None:
+        """Write index then sidecar, each to a temporary name first and renamed over the old one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self._index.save_index(str(tmp))
+        size = tmp.stat().st_size
+        os.replace(tmp, self.path)
+        meta = {
+            "format": SIDECAR_FORMAT,
+            "dim": self.dim,
+            "space": self.space,
+            "version": self.version,
+            "generation": generation,
+            "file_size": size,
+            "count": len(self._live),
+            "deleted": sorted(self._deleted),
+        }
+        tmp_meta = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.sidecar_path)
+
+
+def build_from_catalog(engine, extractor, path: Path) -> HnswIndex:
+    """A fresh index holding every catalog signature of this extractor's current version."""
+    from sqlalchemy import select
+
+    from searcher.catalog import SignatureRow, new_session
+
+    index = HnswIndex(path, extractor.dim, extractor.space, extractor.version)
+    query = (
+        select(SignatureRow.image_id, SignatureRow.data)
+        .where(SignatureRow.extractor == extractor.name, SignatureRow.version == extractor.version)
+        .execution_options(yield_per=4096)
+    )
+    with new_session(engine) as session:
+        for chunk in session.execute(query).partitions():
+            ids = np.array([row.image_id for row in chunk], dtype=np.int64)
+            vectors = np.stack([extractor.embedding(extractor.from_blob(row.data)) for row in chunk])
+            index.add(ids, vectors)
+    return index
+
+
+def open_index(engine, location, extractor, generation: int, warn=None) -> HnswIndex:
+    """The saved index of one extractor if it matches the catalog, else one rebuilt from the catalog
+    (and saved, when the catalog folder is writable). `warn` receives a one-line reason."""
+    path = location.index_path(extractor.name)
+    try:
+        return HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, generation)
+    except IndexUnusable as reason:
+        index = build_from_catalog(engine, extractor, path)
+        if warn and (len(index) or str(reason) != "missing"):
+            warn(f"{extractor.name} index {reason}: rebuilt from the catalog ({len(index)} vectors)")
+    try:
+        index.save(generation)
+    except OSError as e:
+        if warn:
+            warn(f"cannot save rebuilt {extractor.name} index: {e.strerror}")
+    return index

@@ -1,0 +1,430 @@
+"""Ingest: scan folders -> diff against the catalog -> extract in parallel -> store -> index.
+
+Incremental by design: a file whose size and mtime match its catalog row is not read at all;
+a file whose bytes (sha256) are already known gets its signatures copied, or, when the known
+row's file is gone, the row is re-pointed (a move); only truly new content is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from searcher import images
+from searcher.catalog import (
+    STATUS_FAILED,
+    STATUS_OK,
+    CatalogLocation,
+    ImageRow,
+    SignatureRow,
+    bump_generation,
+    get_generation,
+    new_session,
+    open_catalog,
+)
+from searcher.errors import ImageError, SearcherError, UsageError
+from searcher.features import DEFAULT_SIGNATURES, build_extractors
+from searcher.index import open_index
+
+CHUNK = 16  # files per worker task: enough for batched autoencoder inference, small for progress
+COMMIT_EVERY = 256  # results per catalog transaction
+COMMIT_SECONDS = 2.0
+
+
+@dataclass
+class IngestOptions:
+    workers: int = 0  # 0 = one per core
+    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
+    signatures: tuple[str, ...] = DEFAULT_SIGNATURES
+
+
+@dataclass
+class IngestSummary:
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("added", "updated", "moved", "unchanged", "removed", "failed")}
+
+
+class Reporter:
+    """What ingest tells the outside world while it runs; the CLI draws a progress bar from it."""
+
+    def start(self, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def failed(self, path: str, reason: str) -> None: ...
+
+
+# ---- the work done for one file (in a worker process, or in-process with --workers 1) ----
+
+
+@dataclass(frozen=True)
+class Task:
+    path: str
+    size: int
+    mtime_ns: int
+    only: tuple[str, ...] | None = None  # recompute just these (stale) signatures
+    may_reuse: bool = True  # skip extraction when the bytes are already in the catalog
+
+
+@dataclass
+class Result:
+    task: Task
+    sha256: str | None = None
+    error: str | None = None
+    reused: bool = False  # the bytes are known: nothing was extracted
+    width: int = 0
+    height: int = 0
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+_worker_state: dict = {}
+
+
+def _init_worker(signatures: tuple[str, ...], max_megapixels: float, known_hashes: frozenset[str], single_thread: bool) -> None:
+    if single_thread:
+        # Parallelism comes from the processes; threads inside each would only contend.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["SEARCHER_TORCH_THREADS"] = "1"
+        import cv2
+
+        cv2.setNumThreads(1)
+    _worker_state.update(
+        extractors=build_extractors(signatures), max_megapixels=max_megapixels, known_hashes=known_hashes
+    )
+
+
+def _process_chunk(tasks: list[Task]) -> list[Result]:
+    """Read, hash, decode and extract a few files; batched extractors see the chunk at once."""
+    extractors = _worker_state["extractors"]
+    results: list[Result] = []
+    decoded: list[tuple[Result, np.ndarray]] = []
+    for task in tasks:
+        result = Result(task)
+        results.append(result)
+        try:
+            data = images.read_bytes(task.path)
+            result.sha256 = images.sha256_hex(data)
+            if task.may_reuse and result.sha256 in _worker_state["known_hashes"]:
+                result.reused = True
+                continue
+            image = images.decode(data, _worker_state["max_megapixels"])
+            result.width, result.height = image.width, image.height
+            decoded.append((result, image.bgr))
+        except ImageError as e:
+            result.error = str(e)
+        except Exception as e:  # one bad file must never stop an ingest
+            result.error = f"unexpected {type(e).__name__}: {e}"
+    for extractor in extractors:
+        todo = [(r, img) for r, img in decoded if r.error is None and (r.task.only is None or extractor.name in r.task.only)]
+        if not todo:
+            continue
+        try:
+            signatures = extractor.extract_batch([img for _, img in todo])
+            for (result, _), signature in zip(todo, signatures):
+                result.blobs[extractor.name] = extractor.to_blob(signature)
+        except Exception:
+            for result, img in todo:  # find the one image that breaks the batch
+                try:
+                    result.blobs[extractor.name] = extractor.to_blob(extractor.extract(img))
+                except Exception as e:
+                    result.error = f"{extractor.name} signature failed: {type(e).__name__}: {e}"
+    return results
+
+
+def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
+    for start in range(0, len(tasks), size):
+        yield tasks[start : start + size]
+
+
+def _run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
+    """Results chunk by chunk, as they complete; at most a few chunks per worker in flight."""
+    workers = options.workers or os.cpu_count() or 1
+    if workers == 1 or len(tasks) <= CHUNK:
+        _init_worker(options.signatures, options.max_megapixels, known_hashes, single_thread=False)
+        for chunk in _chunks(tasks, CHUNK):
+            yield _process_chunk(chunk)
+        return
+    initargs = (options.signatures, options.max_megapixels, known_hashes, True)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=initargs) as pool:
+        pending = set()
+        chunks = _chunks(tasks, CHUNK)
+        try:
+            for chunk in chunks:
+                pending.add(pool.submit(_process_chunk, chunk))
+                if len(pending) >= 3 * workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            for future in list(pending):
+                pending.discard(future)
+                yield future.result()
+        except BrokenProcessPool:
+            raise SearcherError(
+                "an extraction worker died (out of memory?); everything committed so far is kept: rerun to resume"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+# ---- the catalog side ----
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+class _Writer:
+    """Applies results to the catalog in batched transactions, then to the indexes."""
+
+    def __init__(self, engine, location, extractors, summary: IngestSummary, reporter: Reporter, missing: dict[str, ImageRow]):
+        self.engine = engine
+        self.location = location
+        self.extractors = {e.name: e for e in extractors}
+        self.summary = summary
+        self.reporter = reporter
+        self.missing = missing  # catalog rows whose file is gone: candidates for moves, else removed
+        self.pending: list[Result] = []
+        self.retry: list[Task] = []
+        self.last_flush = time.monotonic()
+        self.generation: int | None = None
+        self.indexes: dict = {}
+
+    def begin(self) -> None:
+        """Declare that the catalog is about to change, and load the indexes that will follow it."""
+        with new_session(self.engine) as session:
+            previous = get_generation(session)
+            self.generation = bump_generation(session)
+            session.commit()
+        for extractor in self.extractors.values():
+            if extractor.indexed:
+                self.indexes[extractor.name] = open_index(self.engine, self.location, extractor, previous, self.reporter.warn)
+
+    def add(self, results: Iterable[Result]) -> None:
+        self.pending.extend(results)
+        if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last_flush > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        index_adds: dict[str, list[tuple[int, bytes]]] = {}
+        index_removes: list[int] = []
+        with new_session(self.engine) as session:
+            for result in self.pending:
+                self._apply(session, result, index_adds, index_removes)
+            session.commit()
+        for name, index in self.indexes.items():
+            index.remove(index_removes)
+            adds = index_adds.get(name)
+            if adds:
+                extractor = self.extractors[name]
+                ids = np.array([i for i, _ in adds], dtype=np.int64)
+                index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
+        self.reporter.advance(len(self.pending))
+        self.pending.clear()
+        self.last_flush = time.monotonic()
+
+    def _apply(self, session, result: Result, index_adds, index_removes) -> None:
+        task = result.task
+        row = session.scalar(select(ImageRow).where(ImageRow.path == task.path))
+        if result.error:
+            self._record_failure(session, row, task, result, index_removes)
+            return
+        if result.reused:
+            self._apply_known_bytes(session, row, task, result, index_adds)
+            return
+        if row is None:
+            row = ImageRow(path=task.path)
+            session.add(row)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
+        session.flush()
+        if task.only is None:
+            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
+            index_removes.append(row.id)  # signatures this run does not compute must not linger
+        self._store_blobs(session, row.id, result.blobs, index_adds)
+
+    def _store_blobs(self, session, image_id: int, blobs: dict[str, bytes], index_adds) -> None:
+        for name, blob in blobs.items():
+            version = self.extractors[name].version
+            session.merge(SignatureRow(image_id=image_id, extractor=name, version=version, data=blob))
+            index_adds.setdefault(name, []).append((image_id, blob))
+
+    def _record_failure(self, session, row, task: Task, result: Result, index_removes) -> None:
+        if row is None:
+            row = ImageRow(path=task.path)
+            session.add(row)
+        elif row.status == STATUS_OK:
+            index_removes.append(row.id)
+            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width = row.height = None
+        row.status, row.error = STATUS_FAILED, result.error
+        self.summary.failed += 1
+        self.summary.failures.append((task.path, result.error))
+        self.reporter.failed(task.path, result.error)
+
+    def _apply_known_bytes(self, session, row, task: Task, result: Result, index_adds) -> None:
+        """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
+        if row is not None and row.sha256 == result.sha256 and row.status == STATUS_OK:
+            row.size, row.mtime_ns = task.size, task.mtime_ns  # touched, content unchanged
+            self.summary.unchanged += 1
+            return
+        sources = session.scalars(
+            select(ImageRow).where(ImageRow.sha256 == result.sha256, ImageRow.status == STATUS_OK)
+        ).all()
+        if row is None:
+            moved_from = next((s for s in sources if self._is_gone(s.path)), None)
+            if moved_from is not None:
+                self.missing.pop(moved_from.path, None)
+                moved_from.path, moved_from.size, moved_from.mtime_ns = task.path, task.size, task.mtime_ns
+                self.summary.moved += 1
+                return
+        source = next((s for s in sources if s.id != (row.id if row else None)), None)
+        if source is None:  # the known copy changed earlier in this run: extract after all
+            self.retry.append(Task(task.path, task.size, task.mtime_ns, may_reuse=False))
+            return
+        if row is None:
+            row = ImageRow(path=task.path)
+            session.add(row)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = source.width, source.height, STATUS_OK, None
+        session.flush()
+        blobs = {
+            sig.extractor: sig.data
+            for sig in session.scalars(select(SignatureRow).where(SignatureRow.image_id == source.id))
+            if sig.extractor in self.extractors and sig.version == self.extractors[sig.extractor].version
+        }
+        self._store_blobs(session, row.id, blobs, index_adds)
+
+    def _is_gone(self, path: str) -> bool:
+        return path in self.missing or not os.path.exists(path)
+
+    def remove_missing(self) -> None:
+        ids = [row.id for row in self.missing.values()]
+        if not ids:
+            return
+        with new_session(self.engine) as session:
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
+                session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
+            session.commit()
+        for index in self.indexes.values():
+            index.remove(ids)
+        self.summary.removed += len(ids)
+        self.missing.clear()
+
+    def save_indexes(self) -> None:
+        for index in self.indexes.values():
+            index.save(self.generation)
+
+
+def _check_roots(paths: list[str]) -> list[str]:
+    roots = []
+    for p in paths:
+        absolute = os.path.abspath(os.fspath(p))
+        if not os.path.exists(absolute):
+            raise UsageError(f"no such file or folder: {p}")
+        roots.append(absolute)
+    return roots
+
+
+def _plan(engine, roots: list[str], scanned: dict[str, images.FileStat], extractors, reporter: Reporter, summary: IngestSummary):
+    """Split the scan into tasks and rows that went missing, without reading any file."""
+    with new_session(engine) as session:
+        rows = {r.path: r for r in session.scalars(select(ImageRow)) if _under(r.path, roots)}
+        stale: dict[int, list[str]] = {}
+        for extractor in extractors:
+            current = select(SignatureRow.image_id).where(
+                SignatureRow.extractor == extractor.name, SignatureRow.version == extractor.version
+            )
+            for image_id in session.scalars(
+                select(ImageRow.id).where(ImageRow.status == STATUS_OK, ImageRow.id.not_in(current))
+            ):
+                stale.setdefault(image_id, []).append(extractor.name)
+        known_hashes = frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
+    tasks: list[Task] = []
+    still_failed = 0
+    for path, stat in scanned.items():
+        row = rows.pop(path, None)
+        if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
+            tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.id in stale:
+            tasks.append(Task(path, stat.size, stat.mtime_ns, only=tuple(stale[row.id]), may_reuse=False))
+        else:
+            summary.unchanged += 1
+            still_failed += row.status == STATUS_FAILED
+    if still_failed:
+        reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
+    return tasks, rows, known_hashes
+
+
+def ingest(
+    paths: list[str | os.PathLike],
+    location: CatalogLocation,
+    options: IngestOptions | None = None,
+    reporter: Reporter | None = None,
+) -> IngestSummary:
+    """Bring the catalog in line with the image files under `paths` (see the module docstring)."""
+    options = options or IngestOptions()
+    reporter = reporter or Reporter()
+    roots = _check_roots([os.fspath(p) for p in paths])
+    engine = open_catalog(location, create=True)
+    summary = IngestSummary()
+    try:
+        extractors = build_extractors(options.signatures)
+        scanned: dict[str, images.FileStat] = {}
+        for stat in images.scan_files(roots, skip=[str(location.directory)]):
+            try:
+                stat.path.encode("utf-8")
+            except UnicodeEncodeError:
+                summary.failed += 1
+                summary.failures.append((stat.path, "file name is not valid UTF-8"))
+                reporter.failed(stat.path, "file name is not valid UTF-8")
+                continue
+            scanned[stat.path] = stat
+        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, reporter, summary)
+        if not tasks and not missing:
+            return summary  # nothing changed: not even the indexes are opened
+        writer = _Writer(engine, location, extractors, summary, reporter, missing)
+        writer.begin()
+        reporter.start(len(tasks))
+        try:
+            for batch in (tasks, None):
+                if batch is None:  # second pass: files whose known twin changed during this run
+                    batch, writer.retry = writer.retry, []
+                for results in _run_tasks(batch, options, known_hashes):
+                    writer.add(results)
+                writer.flush()
+            writer.remove_missing()
+        finally:
+            try:
+                writer.flush()
+            finally:
+                writer.save_indexes()
+    finally:
+        engine.dispose()
+    return summary

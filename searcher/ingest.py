@@ -7,6 +7,7 @@ row's file is gone, the row is re-pointed (a move); only truly new content is de
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -159,7 +160,11 @@ def _run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozense
             yield _process_chunk(chunk)
         return
     initargs = (options.signatures, options.max_megapixels, known_hashes, True)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=initargs) as pool:
+    # forkserver, not fork: a child forked from a parent whose OpenCV/OpenMP thread pools have run
+    # can deadlock on their locks; the fork server never runs them.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["searcher.ingest"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
         pending = set()
         chunks = _chunks(tasks, CHUNK)
         try:

@@ -1,0 +1,161 @@
+"""The autoencoder signature ("ae"): lazy torch, weights round trip, shipped weights, training resume."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from searcher.features import autoencoder as ae
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PHOTOS = REPO / "sample_data" / "photos"
+
+
+def _photos(n: int | None = None) -> list[np.ndarray]:
+    from searcher.images import load_image
+
+    paths = sorted(SAMPLE_PHOTOS.glob("*.jpg"))
+    if len(paths) < 4:
+        pytest.skip("sample_data/photos is missing")
+    return [load_image(p).bgr for p in paths[:n]]
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+@pytest.fixture
+def random_weights(tmp_path: Path) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    model = ae.build_model(latent_dim=16)
+    model.eval()
+    return ae.save_weights(model, tmp_path / "random.pt")
+
+
+def test_import_and_construction_do_not_import_torch(random_weights: Path) -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "import searcher.features.autoencoder as a\n"
+        f"e = a.AutoencoderExtractor({str(random_weights)!r})\n"
+        "assert 'torch' not in sys.modules, 'torch imported too early'\n"
+        "assert e.dim == 16 and e.name == 'ae' and e.space == 'cosine', (e.dim, e.name, e.space)\n"
+        "v = e.extract(np.zeros((40, 70, 3), np.uint8))\n"
+        "import torch\n"
+        "assert 'torch' in sys.modules and torch.get_num_threads() == 1, torch.get_num_threads()\n"
+        "assert v.shape == (16,) and v.dtype == np.float32\n"
+    )
+    env = dict(os.environ, SEARCHER_TORCH_THREADS="1", PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+
+
+def test_version_is_a_hash_of_the_weights(random_weights: Path, tmp_path: Path) -> None:
+    import torch
+
+    ex = ae.AutoencoderExtractor(random_weights)
+    assert re.fullmatch(r"1-[0-9a-f]{12}", ex.version)
+    torch.manual_seed(1)
+    other = ae.save_weights(ae.build_model(latent_dim=16), tmp_path / "other.pt")
+    assert ae.AutoencoderExtractor(other).version != ex.version
+
+
+def test_save_load_round_trip_gives_identical_latents(random_weights: Path, tmp_path: Path) -> None:
+    images = [np.random.default_rng(i).integers(0, 256, size=(50 + 10 * i, 80, 3), dtype=np.uint8) for i in range(5)]
+    first = ae.AutoencoderExtractor(random_weights)
+    a = np.stack(first.extract_batch(images))
+    again = ae.save_weights(first.model, tmp_path / "again.pt")
+    second = ae.AutoencoderExtractor(again)
+    b = np.stack(second.extract_batch(images))
+    np.testing.assert_array_equal(a, b)
+    assert second.version == first.version  # same weights, same bytes
+    # one at a time or in a batch: the same latents
+    np.testing.assert_allclose(first.extract(images[2]), a[2], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_blob_round_trip_and_similarity(random_weights: Path) -> None:
+    ex = ae.AutoencoderExtractor(random_weights)
+    sig = ex.extract(np.full((30, 30, 3), 128, np.uint8))
+    blob = ex.to_blob(sig)
+    assert len(blob) == 2 * ex.dim  # float16
+    back = ex.from_blob(blob)
+    assert back.dtype == np.float32
+    assert ex.similarity(sig, back) > 0.999
+    assert ex.similarity(sig, -sig) == 0.0
+    assert ex.embedding(back).shape == (ex.dim,)
+    assert abs(float(np.linalg.norm(ex.embedding(back))) - 1.0) < 1e-5
+
+
+def test_missing_weights_is_a_user_error(tmp_path: Path) -> None:
+    from searcher.errors import SearcherError
+
+    with pytest.raises(SearcherError, match="weights not found"):
+        ae.AutoencoderExtractor(tmp_path / "nope.pt")
+
+
+def test_default_weights_path_points_at_shipped_file() -> None:
+    path = ae.default_weights_path()
+    assert path.name == "ae.pt"
+    assert path.is_file(), path
+    assert path.stat().st_size < 10 * 1024 * 1024
+
+
+def test_shipped_weights_find_near_duplicates() -> None:
+    photos = _photos()
+    ex = ae.AutoencoderExtractor()
+    originals = np.stack(ex.extract_batch(photos))
+    copies, owners = [], []
+    for i, img in enumerate(photos):
+        h, w = img.shape[:2]
+        copies.append(cv2.resize(img, (w // 3, h // 3), interpolation=cv2.INTER_AREA))  # resized
+        copies.append(_jpeg(img, 25))  # recompressed
+        copies.append(img[h // 20 : h - h // 20, w // 20 : w - w // 20])  # cropped 10 %
+        copies.append(_jpeg(cv2.resize(img[: h * 9 // 10, w // 10 :], (w // 2, h // 2), interpolation=cv2.INTER_AREA), 50))
+        owners += [i] * 4
+    sims = np.stack(ex.extract_batch(copies)) @ originals.T
+    for row, owner in zip(sims, owners):
+        others = np.delete(row, owner)
+        assert row[owner] > others.max(), (owner, row[owner], others.max())
+
+
+def test_training_is_deterministic_and_resumes(tmp_path: Path) -> None:
+    import torch
+
+    from searcher.training import TrainConfig, collect_sources, train_with_config
+
+    paths = sorted(SAMPLE_PHOTOS.glob("*.jpg"))[:4]
+    if len(paths) < 4:
+        pytest.skip("sample_data/photos is missing")
+    sources = collect_sources(paths)
+    cfg = dict(latent_dim=8, samples_per_epoch=32, batch_size=16, channels=(8, 16, 16, 16))
+    straight = train_with_config([], tmp_path / "a.pt", TrainConfig(epochs=2, **cfg), progress=False, sources=sources)
+    train_with_config([], tmp_path / "b.pt", TrainConfig(epochs=1, **cfg), progress=False, sources=sources)
+    assert (tmp_path / "b.ckpt").is_file()
+    resumed = train_with_config([], tmp_path / "b.pt", TrainConfig(epochs=2, **cfg), progress=False, sources=sources)
+    assert resumed["resumed_from_epoch"] == 1
+    assert straight["version"] == resumed["version"]
+    assert straight["final_loss"] == pytest.approx(resumed["final_loss"])
+    assert np.isfinite(straight["final_loss"])
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert payload["latent_dim"] == 8 and payload["input_size"] == ae.INPUT_SIZE and payload["arch"] == ae.ARCH
+    assert ae.AutoencoderExtractor(tmp_path / "a.pt").dim == 8
+
+
+def test_train_autoencoder_signature() -> None:
+    import inspect
+
+    from searcher.training import train_autoencoder
+
+    params = list(inspect.signature(train_autoencoder).parameters)
+    assert params == ["paths", "out", "epochs", "latent_dim", "seed", "resume", "batch_size", "progress"]

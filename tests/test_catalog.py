@@ -1,0 +1,47 @@
+"""Catalog schema: created by migrations, upgraded on open, refused when newer than this searcher."""
+
+import sqlite3
+
+import pytest
+from sqlalchemy import inspect
+
+from searcher.catalog import current_revision, head_revision, open_catalog
+from searcher.errors import CatalogError
+
+
+def test_new_catalog_is_migrated_to_head(location):
+    engine = open_catalog(location)
+    assert current_revision(engine) == head_revision()
+    assert {"images", "signatures", "catalog_state"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_catalog_without_schema_is_upgraded(location):
+    location.directory.mkdir(parents=True)
+    sqlite3.connect(location.db_path).close()  # an empty database file, as an interrupted first run leaves it
+    engine = open_catalog(location)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_catalog_from_a_newer_searcher_is_refused(location):
+    open_catalog(location).dispose()
+    with sqlite3.connect(location.db_path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    with pytest.raises(CatalogError, match="newer searcher"):
+        open_catalog(location)
+
+
+def test_query_side_does_not_create_a_catalog(location):
+    with pytest.raises(CatalogError, match="no catalog at"):
+        open_catalog(location, create=False)
+    assert not location.directory.exists()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(location):
+    location.directory.mkdir(parents=True)
+    location.db_path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError, match="cannot open catalog"):
+        open_catalog(location)

@@ -1,0 +1,91 @@
+"""HNSW indexes: recall against brute force, updates, deletions, persistence and self-repair."""
+
+import numpy as np
+import pytest
+
+from searcher.index import HnswIndex, IndexUnusable
+
+
+def clustered_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, dim))
+    return (centres[rng.integers(0, 50, n)] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_recall_at_10_against_brute_force(tmp_path, space):
+    data = clustered_vectors(3000, 64)
+    queries = clustered_vectors(100, 64, seed=1)
+    index = HnswIndex(tmp_path / "i.bin", 64, space, "1")
+    index.add(np.arange(len(data)), data)
+    if space == "cosine":
+        unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+        distances = -(queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit.T
+    else:
+        distances = ((queries[:, None, :] - data[None, :, :]) ** 2).sum(axis=2)
+    truth = np.argsort(distances, axis=1)[:, :10]
+    found = [index.search(q, 10)[0] for q in queries]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+    assert recall >= 0.95
+
+
+def test_update_remove_and_reuse_of_labels(tmp_path):
+    index = HnswIndex(tmp_path / "i.bin", 4, "l2", "1")
+    index.add(np.array([1, 2, 3]), np.eye(4, dtype=np.float32)[:3])
+    index.add(np.array([2]), np.array([[0, 0, 0, 1]], np.float32))  # new vector for label 2
+    assert index.search(np.array([0, 0, 0, 1.0]), 1)[0].tolist() == [2]
+    index.remove([2])
+    assert 2 not in index and len(index) == 2
+    assert 2 not in index.search(np.array([0, 0, 0, 1.0]), 3)[0].tolist()
+    index.add(np.array([2]), np.array([[0, 0, 1, 0]], np.float32))  # label comes back
+    assert index.search(np.array([0, 0, 1, 0.0]), 1)[0].tolist() == [2]
+    assert len(index) == 3
+
+
+def test_grows_past_its_initial_capacity(tmp_path):
+    index = HnswIndex(tmp_path / "i.bin", 8, "l2", "1")
+    data = clustered_vectors(5000, 8)
+    for start in range(0, 5000, 700):
+        index.add(np.arange(start, min(start + 700, 5000)), data[start : start + 700])
+    assert len(index) == 5000
+
+
+def test_save_and_load_round_trip(tmp_path):
+    path = tmp_path / "i.bin"
+    index = HnswIndex(path, 8, "l2", "1")
+    data = clustered_vectors(200, 8)
+    index.add(np.arange(200), data)
+    index.remove([5, 6])
+    index.save(generation=7)
+    loaded = HnswIndex.load(path, 8, "l2", "1", generation=7)
+    assert len(loaded) == 198 and 5 not in loaded
+    assert loaded.search(data[10], 1)[0].tolist() == [10]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.unlink(), "missing"),
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "file size"),
+        (lambda p: p.with_suffix(".json").write_text("{not json"), "unreadable sidecar"),
+    ],
+)
+def test_damaged_index_is_reported_unusable(tmp_path, damage, reason):
+    path = tmp_path / "i.bin"
+    index = HnswIndex(path, 8, "l2", "1")
+    index.add(np.arange(50), clustered_vectors(50, 8))
+    index.save(generation=1)
+    damage(path)
+    with pytest.raises(IndexUnusable, match=reason):
+        HnswIndex.load(path, 8, "l2", "1", generation=1)
+
+
+def test_index_behind_the_catalog_or_of_another_version_is_unusable(tmp_path):
+    path = tmp_path / "i.bin"
+    index = HnswIndex(path, 8, "l2", "1")
+    index.add(np.arange(10), clustered_vectors(10, 8))
+    index.save(generation=1)
+    with pytest.raises(IndexUnusable, match="behind the catalog"):
+        HnswIndex.load(path, 8, "l2", "1", generation=2)
+    with pytest.raises(IndexUnusable, match="version"):
+        HnswIndex.load(path, 8, "l2", "2", generation=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import (
     BigInteger,
     Engine,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -35,6 +36,11 @@ DB_NAME = "catalog.db"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+
+KIND_IMAGE = "image"  # an image file
+KIND_VIDEO = "video"  # a video file: holds no signature itself, its frames and crops do
+KIND_FRAME = "frame"  # a sampled frame of a video
+KIND_CROP = "crop"  # a person found in a sampled frame
 
 
 class Base(DeclarativeBase):
@@ -57,6 +63,20 @@ class ImageRow(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8), default=KIND_IMAGE, server_default=KIND_IMAGE)
+    # Frames and crops belong to their video row; their `path` is a key, not a file (see frame_key).
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    frame_index: Mapped[int | None] = mapped_column(Integer)
+    time_s: Mapped[float | None] = mapped_column(Float)
+    box: Mapped[str | None] = mapped_column(String(64))  # "x,y,w,h" in frame pixels
+    sampling: Mapped[str | None] = mapped_column(String(64))  # how a video was sampled
+
+
+def frame_key(video_id: int, frame_index: int, box: tuple[int, int, int, int] | None = None) -> str:
+    """Unique `path` of a frame or crop row. It names the video by id, so a moved video's
+    frames need no update; it never starts with "/", so no folder scan mistakes it for a file."""
+    key = f"video:{video_id}#frame={frame_index}"
+    return key + (f"&box={','.join(map(str, box))}" if box else "")
 
 
 class SignatureRow(Base):

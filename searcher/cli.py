@@ -91,19 +91,31 @@ def ingest(
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
+    every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
+    scene_change: Optional[float] = typer.Option(
+        None, "--scene-change", min=0.001, max=1.0, help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every."
+    ),
+    people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
+    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder."),
 ) -> None:
-    """Add images under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
+    """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
     from searcher.catalog import locate
     from searcher.features import parse_signature_list
     from searcher.ingest import IngestOptions
     from searcher.ingest import ingest as run_ingest
+    from searcher.video import Sampling
 
-    options = IngestOptions(workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures))
+    sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
+    options = IngestOptions(
+        workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures), sampling=sampling
+    )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
     ) as progress:
         summary = run_ingest(paths, locate(catalog), options, _ProgressReporter(progress))
     counts = summary.counts()
+    if summary.frames or summary.crops:
+        err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
     if fmt is SummaryFormat.json:
         out.print(json.dumps(counts), markup=False)
     else:
@@ -133,14 +145,23 @@ def query(
         raise SystemExit(1)
 
 
+def _hit_dict(rank: int, hit) -> dict:
+    entry = {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
+    if hit.frame is not None:  # a video frame or person crop: path is the video
+        entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
+    return entry
+
+
 def _result_dict(result) -> dict:
-    return {
-        "query": result.query,
-        "results": [
-            {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
-            for rank, hit in enumerate(result.hits, 1)
-        ],
-    }
+    return {"query": result.query, "results": [_hit_dict(rank, hit) for rank, hit in enumerate(result.hits, 1)]}
+
+
+def _where(hit) -> str:
+    """A hit's place for a person: the path, plus frame, time and box inside a video."""
+    if hit.frame is None:
+        return hit.path
+    box = f" box={','.join(map(str, hit.box))}" if hit.box else ""
+    return f"{hit.path} frame={hit.frame} t={hit.time:.2f}s{box}"
 
 
 def _print_results(results, fmt: Format) -> None:
@@ -153,10 +174,11 @@ def _print_results(results, fmt: Format) -> None:
         keys = sorted({k for r in results for h in r.hits for k in h.scores})
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["query", "rank", "path", "score", *keys])
+        writer.writerow(["query", "rank", "path", "frame", "time", "box", "score", *keys])
         for r in results:
             for rank, hit in enumerate(r.hits, 1):
-                writer.writerow([r.query, rank, hit.path, f"{hit.score:.6f}", *(_fmt(hit.scores.get(k)) for k in keys)])
+                video = (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "") if hit.frame is not None else ("", "", "")
+                writer.writerow([r.query, rank, hit.path, *video, f"{hit.score:.6f}", *(_fmt(hit.scores.get(k)) for k in keys)])
         sys.stdout.write(buffer.getvalue())
     else:
         for r in results:
@@ -166,7 +188,7 @@ def _print_results(results, fmt: Format) -> None:
                 table.add_column(column, justify="right")
             table.add_column("path", overflow="fold")
             for rank, hit in enumerate(r.hits, 1):
-                table.add_row(str(rank), f"{hit.score:.4f}", *(_fmt(hit.scores.get(k)) for k in keys), hit.path)
+                table.add_row(str(rank), f"{hit.score:.4f}", *(_fmt(hit.scores.get(k)) for k in keys), _where(hit))
             out.print(table)
 
 

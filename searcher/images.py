@@ -44,8 +44,10 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def scan_files(roots: Iterable[str | os.PathLike], skip: Iterable[str] = ()) -> Iterator[FileStat]:
-    """Every image file under the roots (files given directly are yielded as they are).
+def scan_files(
+    roots: Iterable[str | os.PathLike], skip: Iterable[str] = (), extensions: frozenset[str] = IMAGE_EXTENSIONS
+) -> Iterator[FileStat]:
+    """Every file with one of the extensions under the roots (files given directly are yielded as they are).
 
     Directory symlinks are not followed (no loops); hidden directories and the `skip` directories
     (the catalog itself) are left out. Each file is stat()ed once, from the scandir entry.
@@ -54,7 +56,7 @@ def scan_files(roots: Iterable[str | os.PathLike], skip: Iterable[str] = ()) -> 
     for root in roots:
         root = os.path.abspath(os.fspath(root))
         if os.path.isfile(root):
-            if is_image_path(root):
+            if os.path.splitext(root)[1].lower() in extensions:
                 st = os.stat(root)
                 yield FileStat(root, st.st_size, st.st_mtime_ns)
             continue
@@ -70,7 +72,7 @@ def scan_files(roots: Iterable[str | os.PathLike], skip: Iterable[str] = ()) -> 
                     if entry.is_dir(follow_symlinks=False):
                         if not entry.name.startswith(".") and entry.path not in skipped:
                             stack.append(entry.path)
-                    elif is_image_path(entry.name) and entry.is_file():
+                    elif os.path.splitext(entry.name)[1].lower() in extensions and entry.is_file():
                         st = entry.stat()
                         yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
                 except OSError:

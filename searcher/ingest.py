@@ -20,12 +20,17 @@ from sqlalchemy import delete, select, update
 
 from searcher import images
 from searcher.catalog import (
+    KIND_CROP,
+    KIND_FRAME,
+    KIND_IMAGE,
+    KIND_VIDEO,
     STATUS_FAILED,
     STATUS_OK,
     CatalogLocation,
     ImageRow,
     SignatureRow,
     bump_generation,
+    frame_key,
     get_generation,
     new_session,
     open_catalog,
@@ -33,6 +38,7 @@ from searcher.catalog import (
 from searcher.errors import ImageError, SearcherError, UsageError
 from searcher.features import DEFAULT_SIGNATURES, build_extractors
 from searcher.index import open_index
+from searcher.video import VIDEO_EXTENSIONS, Sampling, is_video_path, sample_video
 
 CHUNK = 16  # files per worker task: enough for batched autoencoder inference, small for progress
 COMMIT_EVERY = 256  # results per catalog transaction
@@ -44,6 +50,7 @@ class IngestOptions:
     workers: int = 0  # 0 = one per core
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
+    sampling: Sampling = field(default_factory=Sampling)  # for video files
 
 
 @dataclass
@@ -55,6 +62,8 @@ class IngestSummary:
     removed: int = 0
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    frames: int = 0  # video frames and person crops stored by this run (not in counts())
+    crops: int = 0
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("added", "updated", "moved", "unchanged", "removed", "failed")}
@@ -80,6 +89,22 @@ class Task:
     only: tuple[str, ...] | None = None  # recompute just these (stale) signatures
     may_reuse: bool = True  # skip extraction when the bytes are already in the catalog
 
+    @property
+    def video(self) -> bool:
+        return is_video_path(self.path)
+
+
+@dataclass
+class FrameEntry:
+    """One sampled frame, or one person crop of it, with its signatures."""
+
+    frame_index: int
+    time_s: float
+    box: tuple[int, int, int, int] | None
+    width: int
+    height: int
+    blobs: dict[str, bytes]
+
 
 @dataclass
 class Result:
@@ -90,12 +115,15 @@ class Result:
     width: int = 0
     height: int = 0
     blobs: dict[str, bytes] = field(default_factory=dict)
+    frames: list[FrameEntry] | None = None  # set for a video
 
 
 _worker_state: dict = {}
 
 
-def _init_worker(signatures: tuple[str, ...], max_megapixels: float, known_hashes: frozenset[str], single_thread: bool) -> None:
+def _init_worker(
+    signatures: tuple[str, ...], max_megapixels: float, known_hashes: frozenset[str], single_thread: bool, sampling: Sampling
+) -> None:
     if single_thread:
         # Parallelism comes from the processes; threads inside each would only contend.
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -104,19 +132,77 @@ def _init_worker(signatures: tuple[str, ...], max_megapixels: float, known_hashe
 
         cv2.setNumThreads(1)
     _worker_state.update(
-        extractors=build_extractors(signatures), max_megapixels=max_megapixels, known_hashes=known_hashes
+        extractors=build_extractors(signatures),
+        max_megapixels=max_megapixels,
+        known_hashes=known_hashes,
+        sampling=sampling,
     )
+
+
+def _extract_all(images_bgr: list[np.ndarray], only: tuple[str, ...] | None = None) -> list[dict[str, bytes] | str]:
+    """Blobs of every extractor for each image, or the error text of an image that broke one."""
+    out: list[dict[str, bytes] | str] = [{} for _ in images_bgr]
+    for extractor in _worker_state["extractors"]:
+        if only is not None and extractor.name not in only:
+            continue
+        todo = [k for k, blobs in enumerate(out) if isinstance(blobs, dict)]
+        if not todo:
+            break
+        try:
+            signatures = extractor.extract_batch([images_bgr[k] for k in todo])
+            for k, signature in zip(todo, signatures):
+                out[k][extractor.name] = extractor.to_blob(signature)
+        except Exception:
+            for k in todo:  # find the one image that breaks the batch
+                try:
+                    out[k][extractor.name] = extractor.to_blob(extractor.extract(images_bgr[k]))
+                except Exception as e:
+                    out[k] = f"{extractor.name} signature failed: {type(e).__name__}: {e}"
+    return out
+
+
+def _process_video(result: Result) -> None:
+    """Sample the video and extract every signature of each kept frame and crop."""
+    samples = list(sample_video(result.task.path, _worker_state["sampling"]))
+    result.width, result.height = next(((s.width, s.height) for s in samples if s.box is None), (0, 0))
+    result.frames = []
+    for start in range(0, len(samples), CHUNK):
+        batch = samples[start : start + CHUNK]
+        for sample, blobs in zip(batch, _extract_all([s.bgr for s in batch])):
+            if isinstance(blobs, str):
+                raise ImageError(f"frame {sample.frame_index}: {blobs}")
+            result.frames.append(FrameEntry(sample.frame_index, sample.time_s, sample.box, sample.width, sample.height, blobs))
+
+
+def _hash_file(path: str) -> str:
+    """sha256 of a file read in pieces (videos can be far larger than memory allows)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise ImageError(f"cannot read file: {e.strerror or e}") from None
+    return digest.hexdigest()
 
 
 def _process_chunk(tasks: list[Task]) -> list[Result]:
     """Read, hash, decode and extract a few files; batched extractors see the chunk at once."""
-    extractors = _worker_state["extractors"]
     results: list[Result] = []
     decoded: list[tuple[Result, np.ndarray]] = []
     for task in tasks:
         result = Result(task)
         results.append(result)
         try:
+            if task.video:
+                result.sha256 = _hash_file(task.path)
+                if task.may_reuse and result.sha256 in _worker_state["known_hashes"]:
+                    result.reused = True
+                else:
+                    _process_video(result)
+                continue
             data = images.read_bytes(task.path)
             result.sha256 = images.sha256_hex(data)
             if task.may_reuse and result.sha256 in _worker_state["known_hashes"]:
@@ -129,37 +215,36 @@ def _process_chunk(tasks: list[Task]) -> list[Result]:
             result.error = str(e)
         except Exception as e:  # one bad file must never stop an ingest
             result.error = f"unexpected {type(e).__name__}: {e}"
-    for extractor in extractors:
-        todo = [(r, img) for r, img in decoded if r.error is None and (r.task.only is None or extractor.name in r.task.only)]
-        if not todo:
-            continue
-        try:
-            signatures = extractor.extract_batch([img for _, img in todo])
-            for (result, _), signature in zip(todo, signatures):
-                result.blobs[extractor.name] = extractor.to_blob(signature)
-        except Exception:
-            for result, img in todo:  # find the one image that breaks the batch
-                try:
-                    result.blobs[extractor.name] = extractor.to_blob(extractor.extract(img))
-                except Exception as e:
-                    result.error = f"{extractor.name} signature failed: {type(e).__name__}: {e}"
+    # Stale-signature tasks carry `only`; a chunk mixes them rarely, so group by it.
+    for only in dict.fromkeys(r.task.only for r, _ in decoded):
+        group = [(r, img) for r, img in decoded if r.task.only == only]
+        for (result, _), blobs in zip(group, _extract_all([img for _, img in group], only)):
+            if isinstance(blobs, str):
+                result.error = blobs
+            else:
+                result.blobs = blobs
     return results
 
 
 def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
-    for start in range(0, len(tasks), size):
-        yield tasks[start : start + size]
+    """Images in chunks of `size`; each video alone (it is many images already)."""
+    for task in tasks:
+        if task.video:
+            yield [task]
+    still = [t for t in tasks if not t.video]
+    for start in range(0, len(still), size):
+        yield still[start : start + size]
 
 
 def _run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
     """Results chunk by chunk, as they complete; at most a few chunks per worker in flight."""
     workers = options.workers or os.cpu_count() or 1
     if workers == 1 or len(tasks) <= CHUNK:
-        _init_worker(options.signatures, options.max_megapixels, known_hashes, single_thread=False)
+        _init_worker(options.signatures, options.max_megapixels, known_hashes, False, options.sampling)
         for chunk in _chunks(tasks, CHUNK):
             yield _process_chunk(chunk)
         return
-    initargs = (options.signatures, options.max_megapixels, known_hashes, True)
+    initargs = (options.signatures, options.max_megapixels, known_hashes, True, options.sampling)
     # forkserver, not fork: a child forked from a parent whose OpenCV/OpenMP thread pools have run
     # can deadlock on their locks; the fork server never runs them.
     context = multiprocessing.get_context("forkserver")
@@ -208,6 +293,7 @@ class _Writer:
         self.last_flush = time.monotonic()
         self.generation: int | None = None
         self.indexes: dict = {}
+        self.sampling_key = ""
 
     def begin(self) -> None:
         """Declare that the catalog is about to change, and load the indexes that will follow it."""
@@ -253,6 +339,9 @@ class _Writer:
         if result.reused:
             self._apply_known_bytes(session, row, task, result, index_adds)
             return
+        if result.frames is not None:
+            self._apply_video(session, row, task, result, index_adds, index_removes)
+            return
         if row is None:
             row = ImageRow(path=task.path)
             session.add(row)
@@ -267,6 +356,49 @@ class _Writer:
             index_removes.append(row.id)  # signatures this run does not compute must not linger
         self._store_blobs(session, row.id, result.blobs, index_adds)
 
+    def _apply_video(self, session, row, task: Task, result: Result, index_adds, index_removes) -> None:
+        """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
+        if row is None:
+            row = ImageRow(path=task.path, kind=KIND_VIDEO)
+            session.add(row)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+            self._drop_children(session, row.id, index_removes)
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
+        row.kind, row.sampling = KIND_VIDEO, self.sampling_key
+        session.flush()
+        for entry in result.frames:
+            child = ImageRow(
+                path=frame_key(row.id, entry.frame_index, entry.box),
+                size=0,
+                mtime_ns=0,
+                width=entry.width,
+                height=entry.height,
+                status=STATUS_OK,
+                kind=KIND_CROP if entry.box else KIND_FRAME,
+                parent_id=row.id,
+                frame_index=entry.frame_index,
+                time_s=entry.time_s,
+                box=",".join(map(str, entry.box)) if entry.box else None,
+            )
+            session.add(child)
+            session.flush()
+            self._store_blobs(session, child.id, entry.blobs, index_adds)
+            if entry.box:
+                self.summary.crops += 1
+            else:
+                self.summary.frames += 1
+
+    def _drop_children(self, session, video_id: int, index_removes) -> None:
+        children = session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)).all()
+        for start in range(0, len(children), 500):
+            batch = children[start : start + 500]
+            session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
+            session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
+        index_removes.extend(children)
+
     def _store_blobs(self, session, image_id: int, blobs: dict[str, bytes], index_adds) -> None:
         for name, blob in blobs.items():
             version = self.extractors[name].version
@@ -275,11 +407,12 @@ class _Writer:
 
     def _record_failure(self, session, row, task: Task, result: Result, index_removes) -> None:
         if row is None:
-            row = ImageRow(path=task.path)
+            row = ImageRow(path=task.path, kind=KIND_VIDEO if task.video else KIND_IMAGE)
             session.add(row)
         elif row.status == STATUS_OK:
             index_removes.append(row.id)
             session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
+            self._drop_children(session, row.id, index_removes)
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
         row.width = row.height = None
         row.status, row.error = STATUS_FAILED, result.error
@@ -304,7 +437,9 @@ class _Writer:
                 self.summary.moved += 1
                 return
         source = next((s for s in sources if s.id != (row.id if row else None)), None)
-        if source is None:  # the known copy changed earlier in this run: extract after all
+        # A copy of a video is sampled afresh rather than copied frame by frame; and when the
+        # known copy changed earlier in this run, the file is extracted after all.
+        if source is None or task.video:
             self.retry.append(Task(task.path, task.size, task.mtime_ns, may_reuse=False))
             return
         if row is None:
@@ -331,14 +466,18 @@ class _Writer:
         ids = [row.id for row in self.missing.values()]
         if not ids:
             return
+        index_removes = list(ids)
         with new_session(self.engine) as session:
+            for row in self.missing.values():
+                if row.kind == KIND_VIDEO:
+                    self._drop_children(session, row.id, index_removes)
             for start in range(0, len(ids), 500):
                 batch = ids[start : start + 500]
                 session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
                 session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
             session.commit()
         for index in self.indexes.values():
-            index.remove(ids)
+            index.remove(index_removes)
         self.summary.removed += len(ids)
         self.missing.clear()
 
@@ -357,19 +496,22 @@ def _check_roots(paths: list[str]) -> list[str]:
     return roots
 
 
-def _plan(engine, roots: list[str], scanned: dict[str, images.FileStat], extractors, reporter: Reporter, summary: IngestSummary):
+def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary):
     """Split the scan into tasks and rows that went missing, without reading any file."""
     with new_session(engine) as session:
-        rows = {r.path: r for r in session.scalars(select(ImageRow)) if _under(r.path, roots)}
+        files = select(ImageRow).where(ImageRow.parent_id.is_(None))
+        rows = {r.path: r for r in session.scalars(files) if _under(r.path, roots)}
         stale: dict[int, list[str]] = {}
         for extractor in extractors:
             current = select(SignatureRow.image_id).where(
                 SignatureRow.extractor == extractor.name, SignatureRow.version == extractor.version
             )
-            for image_id in session.scalars(
-                select(ImageRow.id).where(ImageRow.status == STATUS_OK, ImageRow.id.not_in(current))
-            ):
-                stale.setdefault(image_id, []).append(extractor.name)
+            lacking = select(ImageRow.id, ImageRow.parent_id).where(
+                ImageRow.status == STATUS_OK, ImageRow.kind != KIND_VIDEO, ImageRow.id.not_in(current)
+            )
+            for image_id, parent_id in session.execute(lacking):
+                # a stale frame or crop makes its whole video stale: it is sampled again
+                stale.setdefault(parent_id or image_id, []).append(extractor.name)
         known_hashes = frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
     tasks: list[Task] = []
     still_failed = 0
@@ -377,6 +519,8 @@ def _plan(engine, roots: list[str], scanned: dict[str, images.FileStat], extract
         row = rows.pop(path, None)
         if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
             tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
+            tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
         elif row.id in stale:
             tasks.append(Task(path, stat.size, stat.mtime_ns, only=tuple(stale[row.id]), may_reuse=False))
         else:
@@ -402,7 +546,8 @@ def ingest(
     try:
         extractors = build_extractors(options.signatures)
         scanned: dict[str, images.FileStat] = {}
-        for stat in images.scan_files(roots, skip=[str(location.directory)]):
+        extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        for stat in images.scan_files(roots, skip=[str(location.directory)], extensions=extensions):
             try:
                 stat.path.encode("utf-8")
             except UnicodeEncodeError:
@@ -411,10 +556,11 @@ def ingest(
                 reporter.failed(stat.path, "file name is not valid UTF-8")
                 continue
             scanned[stat.path] = stat
-        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, reporter, summary)
+        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary)
         if not tasks and not missing:
             return summary  # nothing changed: not even the indexes are opened
         writer = _Writer(engine, location, extractors, summary, reporter, missing)
+        writer.sampling_key = options.sampling.key()
         writer.begin()
         reporter.start(len(tasks))
         try:

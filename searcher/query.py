@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from searcher import images
 from searcher.catalog import CatalogLocation, ImageRow, SignatureRow, get_generation, new_session, open_catalog
@@ -43,6 +44,10 @@ class Hit:
     path: str
     score: float  # higher = more similar, whatever the metric
     scores: dict[str, float] = field(default_factory=dict)
+    # for a video frame or person crop, `path` is the video's and these say where in it
+    frame: int | None = None
+    time: float | None = None
+    box: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -216,10 +221,20 @@ class Searcher:
     def _fill_paths(self, hits: list[Hit]) -> None:
         if not hits:
             return
+        parent = aliased(ImageRow)
         with new_session(self.engine) as session:
-            paths = dict(session.execute(select(ImageRow.id, ImageRow.path).where(ImageRow.id.in_([h.image_id for h in hits]))).all())
+            rows = session.execute(
+                select(ImageRow.id, ImageRow.path, parent.path, ImageRow.frame_index, ImageRow.time_s, ImageRow.box)
+                .outerjoin(parent, ImageRow.parent_id == parent.id)
+                .where(ImageRow.id.in_([h.image_id for h in hits]))
+            ).all()
+        found = {row[0]: row for row in rows}
         for hit in hits:
-            hit.path = paths.get(hit.image_id, "")
+            _, path, video_path, frame, time_s, box = found.get(hit.image_id, (None, "", None, None, None, None))
+            hit.path = video_path or path
+            if video_path:
+                hit.frame, hit.time = frame, time_s
+                hit.box = tuple(int(v) for v in box.split(",")) if box else None
 
 
 def _fuse(similarities: dict[str, np.ndarray], n: int) -> np.ndarray:

@@ -15,11 +15,20 @@ def run_migrations_online() -> None:
     if engine is None:
         engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as connection:
-        # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode drops and re-creates tables; with foreign keys on, dropping `images`
+            # would cascade-delete every signature. The pragma only works outside a transaction.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
+            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def run_migrations_offline() -> None:

@@ -45,3 +45,25 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(location):
     location.db_path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CatalogError, match="cannot open catalog"):
         open_catalog(location)
+
+
+def test_catalog_from_an_older_version_is_upgraded_keeping_its_rows(location):
+    from alembic import command
+
+    from searcher.catalog import _alembic_config, make_engine
+
+    location.directory.mkdir(parents=True)
+    engine = make_engine(location.url)
+    command.upgrade(_alembic_config(engine), "0001")  # the first released schema
+    with engine.begin() as c:
+        c.exec_driver_sql(
+            "INSERT INTO images (path, size, mtime_ns, sha256, width, height, status) VALUES ('/a.jpg', 1, 2, 'ab', 3, 4, 'ok')"
+        )
+        c.exec_driver_sql("INSERT INTO signatures VALUES (1, 'hist', '1', x'00')")
+    engine.dispose()
+    engine = open_catalog(location)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT path, kind, parent_id FROM images").one() == ("/a.jpg", "image", None)
+        assert c.exec_driver_sql("SELECT count(*) FROM signatures").scalar() == 1
+    engine.dispose()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from searcher.errors import SearcherError
+from searcher.errors import SearcherError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -196,6 +196,26 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
+
+
+@app.command()
+def train(
+    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Passes over the training images."),
+    latent_dim: int = typer.Option(128, "--latent-dim", min=2, help="Length of the latent vector (the `ae` signature)."),
+    weights: Path = typer.Option(Path("models/ae.pt"), "--out", help="Weights file to write."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (training is deterministic for a given seed)."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from OUT's checkpoint when there is one."),
+) -> None:
+    """Train the autoencoder behind the `ae` signature (CPU; checkpoints every epoch)."""
+    from searcher.training import train_autoencoder
+
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"no such file or folder: {p}")
+    report = train_autoencoder(list(paths), weights, epochs=epochs, latent_dim=latent_dim, seed=seed, resume=resume)
+    summary = {k: report[k] for k in ("final_loss", "version") if k in report}
+    out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
 
 
 @app.command()

@@ -28,14 +28,14 @@ from searcher.catalog import CatalogLocation, ImageRow, SignatureRow, get_genera
 from searcher.errors import ImageError, UsageError
 from searcher.features import build_extractor
 from searcher.features.histogram import METHODS, HistogramExtractor, method_similarity
-from searcher.features.orb import OrbExtractor
+from searcher.features.orb import OrbExtractor, Verification
 from searcher.features.thumbnail import mse_similarity
 from searcher.index import open_index
 
 METRICS = ("fused", "hist", "mse", "ae", "orb")
 VECTOR_METRICS = ("hist", "mse", "ae")
 SHORTLIST = 100  # neighbours asked of each index (at least 5x --top)
-RERANK_DEPTH = 30  # fused candidates verified with ORB (at least 2x --top)
+RERANK_DEPTH = 30  # fused candidates verified with ORB (at least 2x --top; 3x that for --metric orb)
 
 
 @dataclass
@@ -136,29 +136,24 @@ class Searcher:
         else:
             fused = _fuse(similarities, len(ids))
             order = sorted(range(len(ids)), key=lambda i: -fused[i])
-            depth = len(ids) if metric == "orb" else max(RERANK_DEPTH, 2 * top)
+            # The ORB metric ranks a deeper fused shortlist by inliers alone.
+            depth = max(RERANK_DEPTH, 2 * top) * (3 if metric == "orb" else 1)
             order = order[:depth]
             clock = time.perf_counter()
             stored_orb = self._load_orb([ids[i] for i in order]) if "orb" in signatures else {}
             result.timings["catalog"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            orb = self.extractors.get("orb")
-            verifications = {
-                i: max((orb.verify(variant, sig) for variant in signatures["orb"]), key=lambda v: (v.inliers, v.matches))
-                for i, sig in stored_orb.items()
-            }
-            result.timings["rerank"] = time.perf_counter() - clock
             hits = []
             for i in order:
                 hit = self._hit(ids[i], fused[i], similarities, raw, i)
                 hit.scores["fused"] = float(fused[i])
-                v = verifications.get(ids[i])
-                if v is not None:
+                if "orb" in signatures:  # a candidate without an ORB signature counts as unverified
+                    stored = stored_orb.get(ids[i])
+                    v = self._best_verification(signatures["orb"], stored) if stored is not None else Verification(0, 0)
                     hit.scores.update(orb_matches=float(v.matches), orb_inliers=float(v.inliers))
                     hit.score = float(v.inliers) if metric == "orb" else (fused[i] + v.score) / 2.0
-                elif metric == "orb":
-                    hit.score = 0.0
                 hits.append(hit)
+            result.timings["rerank"] = time.perf_counter() - clock
             hits.sort(key=lambda h: (-h.score, -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
             hits = hits[:top]
         clock = time.perf_counter()
@@ -206,6 +201,10 @@ class Searcher:
             if name == "hist" and not np.isnan(sims[k]):
                 scores["hist"] = float(sims[k])
         return Hit(image_id=image_id, path="", score=float(score), scores=scores)
+
+    def _best_verification(self, variants: list[np.ndarray], stored: np.ndarray) -> Verification:
+        orb: OrbExtractor = self.extractors["orb"]
+        return max((orb.verify(variant, stored) for variant in variants), key=lambda v: (v.inliers, v.matches))
 
     def _load_orb(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Stored ORB signatures of these images (one catalog read)."""

@@ -56,7 +56,7 @@ def photo_dir(tmp_path) -> Path:
 def sample_catalog(tmp_path_factory) -> CatalogLocation:
     """All sample_data photos ingested once, for read-only query tests."""
     location = CatalogLocation(tmp_path_factory.mktemp("sample") / "catalog")
-    ingest([SAMPLE / "photos"], location, IngestOptions(workers=1, signatures=("hist", "mse", "orb")))
+    ingest([SAMPLE / "photos"], location, IngestOptions(workers=1))
     return location
 
 

@@ -201,7 +201,7 @@ def _fmt(value) -> str:
 @app.command()
 def train(
     paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on."),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Passes over the training images."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs (2048 augmented samples each)."),
     latent_dim: int = typer.Option(128, "--latent-dim", min=2, help="Length of the latent vector (the `ae` signature)."),
     weights: Path = typer.Option(Path("models/ae.pt"), "--out", help="Weights file to write."),
     seed: int = typer.Option(0, "--seed", help="Random seed (training is deterministic for a given seed)."),
@@ -235,6 +235,9 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
         out.print(__version__)
         raise typer.Exit()
+
+
+from searcher.cli_review import register as _register_review; _register_review(app)
 
 
 def main() -> None:

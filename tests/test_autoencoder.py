@@ -16,6 +16,7 @@ from searcher.features import autoencoder as ae
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PHOTOS = REPO / "sample_data" / "photos"
+_THREADS_BEFORE = int(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else (os.cpu_count() or 1)
 
 
 def _photos(n: int | None = None) -> list[np.ndarray]:
@@ -33,6 +34,17 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
+    """One torch thread (what ingest workers use; far faster on a busy 2-core machine), restored after."""
+    monkeypatch.setenv("SEARCHER_TORCH_THREADS", "1")
+    yield
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(_THREADS_BEFORE)
+
+
 @pytest.fixture
 def random_weights(tmp_path: Path) -> Path:
     import torch
@@ -43,21 +55,42 @@ def random_weights(tmp_path: Path) -> Path:
     return ae.save_weights(model, tmp_path / "random.pt")
 
 
-def test_import_and_construction_do_not_import_torch(random_weights: Path) -> None:
-    code = (
-        "import sys, numpy as np\n"
-        "import searcher.features.autoencoder as a\n"
-        f"e = a.AutoencoderExtractor({str(random_weights)!r})\n"
-        "assert 'torch' not in sys.modules, 'torch imported too early'\n"
-        "assert e.dim == 16 and e.name == 'ae' and e.space == 'cosine', (e.dim, e.name, e.space)\n"
-        "v = e.extract(np.zeros((40, 70, 3), np.uint8))\n"
-        "import torch\n"
-        "assert 'torch' in sys.modules and torch.get_num_threads() == 1, torch.get_num_threads()\n"
-        "assert v.shape == (16,) and v.dtype == np.float32\n"
-    )
+def _run(code: str) -> None:
     env = dict(os.environ, SEARCHER_TORCH_THREADS="1", PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+def test_import_construction_and_numpy_extract_do_not_import_torch(random_weights: Path) -> None:
+    _run(
+        "import sys, numpy as np\n"
+        "import searcher.features.autoencoder as a\n"
+        f"e = a.AutoencoderExtractor({str(random_weights)!r})\n"
+        "assert 'torch' not in sys.modules, 'torch imported by the constructor'\n"
+        "assert e.dim == 16 and e.name == 'ae' and e.space == 'cosine', (e.dim, e.name, e.space)\n"
+        "v = e.extract(np.zeros((40, 70, 3), np.uint8))\n"
+        "assert v.shape == (16,) and v.dtype == np.float32\n"
+        "assert 'torch' not in sys.modules, 'torch imported by the numpy backend'\n"
+    )
+
+
+def test_torch_backend_imports_torch_on_first_extract_only(random_weights: Path) -> None:
+    _run(
+        "import sys, numpy as np\n"
+        "import searcher.features.autoencoder as a\n"
+        f"e = a.AutoencoderExtractor({str(random_weights)!r}, backend='torch')\n"
+        "assert 'torch' not in sys.modules, 'torch imported by the constructor'\n"
+        "e.extract(np.zeros((40, 70, 3), np.uint8))\n"
+        "import torch\n"
+        "assert torch.get_num_threads() == 1, torch.get_num_threads()  # SEARCHER_TORCH_THREADS\n"
+    )
+
+
+def test_numpy_and_torch_backends_agree(random_weights: Path) -> None:
+    images = [np.random.default_rng(i).integers(0, 256, size=(60, 90 + i, 3), dtype=np.uint8) for i in range(6)]
+    a = np.stack(ae.AutoencoderExtractor(random_weights).extract_batch(images))
+    b = np.stack(ae.AutoencoderExtractor(random_weights, backend="torch").extract_batch(images))
+    np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_version_is_a_hash_of_the_weights(random_weights: Path, tmp_path: Path) -> None:
@@ -74,7 +107,7 @@ def test_save_load_round_trip_gives_identical_latents(random_weights: Path, tmp_
     images = [np.random.default_rng(i).integers(0, 256, size=(50 + 10 * i, 80, 3), dtype=np.uint8) for i in range(5)]
     first = ae.AutoencoderExtractor(random_weights)
     a = np.stack(first.extract_batch(images))
-    again = ae.save_weights(first.model, tmp_path / "again.pt")
+    again = ae.save_weights(first.model, tmp_path / "again.pt")  # .model: the torch module
     second = ae.AutoencoderExtractor(again)
     b = np.stack(second.extract_batch(images))
     np.testing.assert_array_equal(a, b)
@@ -140,16 +173,19 @@ def test_training_is_deterministic_and_resumes(tmp_path: Path) -> None:
     sources = collect_sources(paths)
     cfg = dict(latent_dim=8, samples_per_epoch=32, batch_size=16, channels=(8, 16, 16, 16))
     straight = train_with_config([], tmp_path / "a.pt", TrainConfig(epochs=2, **cfg), progress=False, sources=sources)
-    train_with_config([], tmp_path / "b.pt", TrainConfig(epochs=1, **cfg), progress=False, sources=sources)
-    assert (tmp_path / "b.ckpt").is_file()
+    part = train_with_config([], tmp_path / "b.pt", TrainConfig(epochs=2, **cfg), progress=False, sources=sources, stop_after=1)
+    assert part["epochs_done"] == 1 and (tmp_path / "b.ckpt").is_file()
     resumed = train_with_config([], tmp_path / "b.pt", TrainConfig(epochs=2, **cfg), progress=False, sources=sources)
     assert resumed["resumed_from_epoch"] == 1
     assert straight["version"] == resumed["version"]
     assert straight["final_loss"] == pytest.approx(resumed["final_loss"])
     assert np.isfinite(straight["final_loss"])
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     payload = torch.load(tmp_path / "a.pt", weights_only=True)
     assert payload["latent_dim"] == 8 and payload["input_size"] == ae.INPUT_SIZE and payload["arch"] == ae.ARCH
     assert ae.AutoencoderExtractor(tmp_path / "a.pt").dim == 8
+    meta = ae.weights_meta(tmp_path / "a.pt")
+    assert meta["config"]["latent_dim"] == 8 and len(meta["history"]) == 2
 
 
 def test_train_autoencoder_signature() -> None:
@@ -159,3 +195,40 @@ def test_train_autoencoder_signature() -> None:
 
     params = list(inspect.signature(train_autoencoder).parameters)
     assert params == ["paths", "out", "epochs", "latent_dim", "seed", "resume", "batch_size", "progress"]
+
+
+def _gradient_image() -> np.ndarray:
+    y, x = np.mgrid[0:120, 0:200]
+    return np.stack([x * 255 // 199, y * 255 // 119, (x + y) * 255 // 318], axis=2).astype(np.uint8)
+
+
+def test_golden_latent_of_the_shipped_weights() -> None:
+    """Pins preprocessing + weights: retraining (a new version) must update these numbers on purpose."""
+    ex = ae.AutoencoderExtractor()
+    assert ex.version == "1-66b38c16eb18", "new shipped weights: update the golden values below"
+    v = ex.extract(_gradient_image())
+    np.testing.assert_allclose(v[:6], [0.0081, -0.0673, 0.0371, -0.0390, -0.0461, -0.0638], atol=2e-3)
+
+
+def test_grey_and_bgra_inputs_are_accepted() -> None:
+    ex = ae.AutoencoderExtractor()
+    bgr = _gradient_image()
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    v, g, a = ex.extract_batch([bgr, grey, bgra])
+    np.testing.assert_allclose(v, a, atol=1e-6)
+    assert g.shape == v.shape and np.isfinite(g).all()
+    assert ex.extract_batch([]) == []
+
+
+def test_checkpoint_of_other_data_is_not_resumed(tmp_path: Path) -> None:
+    from searcher.training import TrainConfig, collect_sources, train_with_config
+
+    paths = sorted(SAMPLE_PHOTOS.glob("*.jpg"))[:5]
+    if len(paths) < 5:
+        pytest.skip("sample_data/photos is missing")
+    cfg = TrainConfig(epochs=2, latent_dim=8, samples_per_epoch=32, batch_size=16, channels=(8, 16, 16, 16))
+    train_with_config([], tmp_path / "c.pt", cfg, progress=False, sources=collect_sources(paths[:4]), stop_after=1)
+    again = train_with_config([], tmp_path / "c.pt", cfg, progress=False, sources=collect_sources(paths[1:]), stop_after=1)
+    assert again["resumed_from_epoch"] == 0
+    assert any("other training images" in w for w in again["warnings"])

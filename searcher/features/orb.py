@@ -12,7 +12,7 @@ from searcher.features.base import Extractor
 MAX_FEATURES = 256
 # Cross-checked matches farther apart than this (of 256 bits) are discarded as unrelated.
 MAX_HAMMING = 64
-# RANSAC reprojection threshold, in pixels of the working image (long side <= 640).
+# Homography reprojection threshold, in pixels of the working image (long side <= 640).
 RANSAC_PIXELS = 8.0
 # Random matches can reach a handful of RANSAC inliers by chance; below this we call it no match.
 MIN_INLIERS = 8
@@ -85,7 +85,9 @@ class OrbExtractor(Extractor):
             return Verification(len(good), 0)
         src = points_a[[m.queryIdx for m in good]].reshape(-1, 1, 2)
         dst = points_b[[m.trainIdx for m in good]].reshape(-1, 1, 2)
-        homography, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS)
+        # MAGSAC++ rather than plain RANSAC: as accurate on copies, about 10x faster on unrelated
+        # pairs (where RANSAC runs to its iteration cap), and fewer chance "verifications".
+        homography, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, RANSAC_PIXELS)
         inliers = int(mask.sum()) if homography is not None and mask is not None else 0
         return Verification(len(good), inliers)
 

@@ -8,7 +8,7 @@ neighbour that is far away in every metric scores low), and every candidate gets
 because exact scores come from the stored vectors.
 
 Re-ranking. The best RERANK_DEPTH fused candidates are verified with ORB: cross-checked Hamming
-matches, then RANSAC homography inliers, mapped to v in [0, 1] (0 under MIN_INLIERS inliers).
+matches, then homography inliers (MAGSAC++), mapped to v in [0, 1] (0 under MIN_INLIERS inliers).
 The final score is (fused + v) / 2, so a geometrically verified copy outranks every unverified
 candidate, and unverified candidates keep their fused order.
 """

@@ -499,7 +499,7 @@ def train_with_config(
     if done < config.epochs:  # an interrupted run (stop_after): weights of the epochs done so far
         meta["epochs_done"] = done
     ae.save_weights(model, out, meta=meta)
-    return {
+    return meta | {
         "out": str(out),
         "checkpoint": str(ckpt_path),
         "epochs": config.epochs,
@@ -507,12 +507,6 @@ def train_with_config(
         "resumed_from_epoch": start_epoch,
         "latent_dim": config.latent_dim,
         "input_size": config.input_size,
-        "final_loss": final.get("loss"),
-        "final_recon_mse": final.get("recon"),
-        "final_contrastive": final.get("contrastive"),
-        "history": history,
-        "sources": len(sources),
-        "source_groups": n_groups,
         "seconds": round(spent + time.perf_counter() - started, 1),
         "version": ae.weights_version(out),
         "warnings": warnings,

@@ -206,6 +206,11 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise SearcherError(f"cannot read autoencoder weights {path}: {e}") from None
+    return _checked_payload(payload, path)
+
+
+def _checked_payload(payload: Any, path: Path) -> dict[str, Any]:
+    """The loaded weights file, if it is one of ours for this architecture."""
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise SearcherError(f"{path} is not a searcher autoencoder weights file")
     if payload.get("arch") != ARCH:
@@ -327,11 +332,7 @@ def read_weights_numpy(path: str | os.PathLike, tensors: bool = True) -> dict[st
         raise
     except Exception as e:  # not a zip, a foreign pickle, a truncated file
         raise SearcherError(f"cannot read autoencoder weights {path}: {e}") from None
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise SearcherError(f"{path} is not a searcher autoencoder weights file")
-    if payload.get("arch") != ARCH:
-        raise SearcherError(f"{path}: architecture {payload.get('arch')!r}, this searcher reads {ARCH!r}")
-    return payload
+    return _checked_payload(payload, path)
 
 
 def _weights_meta(path: Path) -> dict[str, Any]:

@@ -232,3 +232,17 @@ def test_checkpoint_of_other_data_is_not_resumed(tmp_path: Path) -> None:
     again = train_with_config([], tmp_path / "c.pt", cfg, progress=False, sources=collect_sources(paths[1:]), stop_after=1)
     assert again["resumed_from_epoch"] == 0
     assert any("other training images" in w for w in again["warnings"])
+
+
+def test_query_variants_find_a_copy_turned_by_90_degrees():
+    from searcher import images
+    from searcher.features.autoencoder import AutoencoderExtractor
+
+    ae = AutoencoderExtractor()
+    photos = sorted((Path(__file__).resolve().parents[1] / "sample_data" / "photos").glob("*.jpg"))
+    original = images.load_image(photos[0]).bgr
+    turned = ae.extract(cv2.rotate(original, cv2.ROTATE_90_CLOCKWISE))
+    others = [ae.extract(images.load_image(p).bgr) for p in photos[1:8]]
+    best = max(float(v @ turned) for v in ae.query_signatures(original))
+    assert best > max(float(v @ turned) for v in others)
+    assert best > 0.9

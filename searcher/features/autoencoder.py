@@ -522,6 +522,12 @@ class AutoencoderExtractor(Extractor):
         latents = self.encode_array(preprocess_batch(images, self.input_size))
         return [row.copy() for row in latents]
 
+    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+        """The query, its right-angle rotations and its mirror image, in one batch: training covers
+        small rotations and flips, but a copy turned by 90 or 180 degrees is another picture to it."""
+        variants = [image, *(cv2.rotate(image, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE))]
+        return self.extract_batch([*variants, np.ascontiguousarray(image[:, ::-1])])
+
     # -- storage and comparison ----------------------------------------------------------------
     def to_blob(self, signature: np.ndarray) -> bytes:
         return np.ascontiguousarray(signature, dtype=np.float16).tobytes()

@@ -1,0 +1,390 @@
+"""Compare two image files with every measure of the seed, and decide whether they are near duplicates.
+
+Both files are decoded exactly as ingest decodes them (EXIF-rotated, long side <= WORK_SIZE), so the
+numbers are the ones the catalog's signatures give; neither file needs to be in a catalog.
+
+Measures (A against B):
+    hist      HSV H-S histogram (the "hist" signature), cv2.compareHist with CORREL, CHISQR,
+              INTERSECT and BHATTACHARYYA (raw values)
+    mse       MSE of the 16x16 grey thumbnails (the "mse" signature) as they are, and the best
+              of the 8 flips/right-angle rotations of A ("mse_oriented", as a query searches)
+    orb       cross-checked Hamming matches (BFMatcher crossCheck, distance <= 64 of 256 bits) and
+              their homography inliers (MAGSAC++, as the engine verifies); A is also tried mirrored
+              (ORB is not flip-invariant)
+    sift      Lowe's ratio test (0.75) on the 2 nearest SIFT neighbours, brute force (L2) and
+              FLANN (KD-tree, 5 trees, 50 checks); homography inliers of the brute-force matches
+    ae        cosine of the autoencoder latents, when the weights exist
+
+The verdict: the rule that `searcher dups` links two images with (PAIR_RULE below): the pair
+score is the final score of a fused query, (fused + orb) / 2, where fused is the mean of the
+signature similarities (hist: 1 - Bhattacharyya distance; mse: 1 - 2*RMSE of the best orientation;
+ae: cosine clipped to [0, 1]) and orb = clip((inliers - 8) / 24, 0, 1). Near duplicate when the
+pair score >= threshold (default 0.5): a geometrically verified pair (32+ inliers) always passes, an
+unverified one never does unless its signatures are identical, and a pair in between needs both.
+SIFT is shown for comparison with the seed; it takes no part in the verdict (it is not stored).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from searcher import images
+from searcher.errors import ImageError, SearcherError
+from searcher.features.histogram import METHODS, HistogramExtractor, method_similarity
+from searcher.features.orb import MAX_HAMMING, MIN_INLIERS, RANSAC_PIXELS, OrbExtractor, Verification, split
+from searcher.features.thumbnail import SIDE, ThumbnailExtractor, mse_similarity
+
+DEFAULT_THRESHOLD = 0.5
+FUSED_SIGNATURES = ("hist", "mse", "ae")  # signatures whose similarities the fused score averages
+HOMOGRAPHY_METHOD = cv2.USAC_MAGSAC  # as OrbExtractor.verify (MAGSAC++): the counts must be the same
+_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+SIFT_RATIO = 0.75
+FLANN_INDEX = {"algorithm": 1, "trees": 5}  # FLANN_INDEX_KDTREE, as in the OpenCV tutorial
+FLANN_SEARCH = {"checks": 50}
+PAIR_RULE = (
+    "near duplicate when score = (fused + orb) / 2 >= threshold; fused = mean of the signature "
+    "similarities (hist 1 - Bhattacharyya, mse 1 - 2*RMSE of the best flip/rotation, ae cosine), "
+    f"orb = clip((RANSAC inliers - {MIN_INLIERS}) / {3 * MIN_INLIERS}, 0, 1)"
+)
+
+# The 8 orientations of a square thumbnail, in the order `orientations` returns them.
+_TURNS = ("", "rotated 90 ccw", "rotated 180", "rotated 90 cw")
+ORIENTATIONS = tuple(
+    ", ".join(filter(None, ("mirrored" if mirrored else "", turn))) or "as is" for mirrored in (False, True) for turn in _TURNS
+)
+
+
+# ---- the pair rule, shared with searcher.dups ----
+
+
+def orientations(thumbnail: np.ndarray) -> np.ndarray:
+    """8 x D: the thumbnail as is and rotated 90/180/270 degrees counter-clockwise, then the same of its
+    mirror image (left-right flip). Indices 4..7 are the mirrored ones."""
+    square = np.asarray(thumbnail, dtype=np.float32).reshape(SIDE, SIDE)
+    out = []
+    for base in (square, square[:, ::-1]):
+        for k in range(4):
+            out.append(np.rot90(base, k).ravel())
+    return np.stack(out)
+
+
+def fuse(similarities: dict[str, float | None]) -> float:
+    """Mean of the available similarities (the fused score of searcher.query)."""
+    values = [v for v in similarities.values() if v is not None and not np.isnan(v)]
+    return float(np.mean(values)) if values else 0.0
+
+
+def orb_score(inliers: int) -> float:
+    """ORB verification in [0, 1]: 0 below MIN_INLIERS RANSAC inliers, 1 from 4 * MIN_INLIERS."""
+    return Verification(inliers, inliers).score
+
+
+def pair_score(fused: float, inliers: int) -> float:
+    """The score the pair rule thresholds: the final score of a fused, ORB re-ranked query."""
+    return (fused + orb_score(inliers)) / 2.0
+
+
+def required_inliers(fused: float, threshold: float) -> int | None:
+    """Fewest RANSAC inliers that lift a pair of this fused score to `threshold`:
+    0 when it passes without any, None when no number of inliers can make it pass."""
+    needed = 2.0 * threshold - fused  # orb score needed
+    if needed <= 0:
+        return 0
+    if needed > 1.0 + 1e-12:
+        return None
+    # orb_score(n) >= needed  <=>  n >= MIN_INLIERS + 3 * MIN_INLIERS * needed (n integer)
+    return max(MIN_INLIERS + 1, int(np.ceil(MIN_INLIERS + 3 * MIN_INLIERS * needed - 1e-9)))
+
+
+# ---- ORB matches with their RANSAC mask (what OrbExtractor.verify counts, kept for drawing) ----
+
+
+@dataclass
+class OrbMatches:
+    points_a: np.ndarray  # N x 2 keypoint positions in A's working image (mirrored back when A was mirrored)
+    points_b: np.ndarray
+    pairs: list[tuple[int, int, float]]  # (index in A, index in B, Hamming distance), cross-checked, <= MAX_HAMMING
+    inlier: np.ndarray  # bool per pair: consistent with the RANSAC homography
+
+    @property
+    def verification(self) -> Verification:
+        return Verification(len(self.pairs), int(self.inlier.sum()))
+
+
+def match_orb(a: np.ndarray, b: np.ndarray, needed: int = 0) -> OrbMatches:
+    """The recipe of OrbExtractor.verify (same counts), keeping the matches and the inlier mask.
+
+    `needed` > 0: the caller only needs to know whether the pair reaches that many inliers, so a
+    pair with fewer matches than that skips the homography (exact: inliers <= matches).
+    """
+    points_a, desc_a = split(a)
+    points_b, desc_b = split(b)
+    result = OrbMatches(points_a, points_b, [], np.zeros(0, dtype=bool))
+    if len(desc_a) < 2 or len(desc_b) < 2:
+        return result
+    good = [m for m in _MATCHER.match(desc_a, desc_b) if m.distance <= MAX_HAMMING]
+    result.pairs = [(m.queryIdx, m.trainIdx, float(m.distance)) for m in good]
+    result.inlier = np.zeros(len(good), dtype=bool)
+    if len(good) < max(4, needed):
+        return result
+    src = points_a[[m.queryIdx for m in good]].reshape(-1, 1, 2)
+    dst = points_b[[m.trainIdx for m in good]].reshape(-1, 1, 2)
+    homography, mask = cv2.findHomography(src, dst, HOMOGRAPHY_METHOD, RANSAC_PIXELS)
+    if homography is not None and mask is not None:
+        result.inlier = mask.ravel().astype(bool)
+    return result
+
+
+# ---- the comparison ----
+
+
+@dataclass
+class Comparison:
+    a: str  # absolute paths
+    b: str
+    size_a: tuple[int, int]  # full-size (width, height), after EXIF rotation
+    size_b: tuple[int, int]
+    hist: dict[str, float]  # compareHist method -> raw value
+    mse: float
+    mse_oriented: float
+    orientation: str  # the orientation of A that mse_oriented found
+    orb_keypoints: tuple[int, int]
+    orb_matches: int
+    orb_inliers: int
+    orb_mirrored: bool  # the ORB figures are of A mirrored (it verified better)
+    sift_keypoints: tuple[int, int]
+    sift_bf_matches: int
+    sift_flann_matches: int
+    sift_inliers: int
+    ae_cosine: float | None
+    similarities: dict[str, float]  # the signature similarities averaged into `fused`
+    fused: float
+    orb_score: float
+    score: float
+    threshold: float
+    near_duplicate: bool
+    rule: str
+    _evidence: dict = field(default_factory=dict, repr=False, compare=False)  # working images + ORB matches, for draw()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("_evidence")
+        for key in ("size_a", "size_b", "orb_keypoints", "sift_keypoints"):
+            data[key] = list(data[key])
+        return data
+
+    @property
+    def explanation(self) -> str:
+        """The verdict with the numbers that gave it, in one line."""
+        parts = " + ".join(f"{name} {value:.3f}" for name, value in self.similarities.items())
+        verdict = "near duplicate" if self.near_duplicate else "not a near duplicate"
+        relation = ">=" if self.near_duplicate else "<"
+        return (
+            f"{verdict}: score {self.score:.3f} {relation} threshold {self.threshold:g}; score = (fused + orb) / 2, "
+            f"fused = mean({parts}) = {self.fused:.3f}, orb = clip(({self.orb_inliers} inliers - {MIN_INLIERS}) / "
+            f"{3 * MIN_INLIERS}, 0, 1) = {self.orb_score:.3f}"
+        )
+
+
+def _load(path: str | os.PathLike, max_megapixels: float) -> images.DecodedImage:
+    try:
+        return images.load_image(path, max_megapixels)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+
+
+def _sift_measures(grey_a: np.ndarray, grey_b: np.ndarray) -> tuple[tuple[int, int], int, int, int]:
+    """(keypoints of A and B, ratio-test matches by brute force, by FLANN, RANSAC inliers of the former)."""
+    sift = cv2.SIFT_create()
+    kp_a, desc_a = sift.detectAndCompute(grey_a, None)
+    kp_b, desc_b = sift.detectAndCompute(grey_b, None)
+    counts = (len(kp_a), len(kp_b))
+    if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
+        return counts, 0, 0, 0
+
+    def ratio_test(knn) -> list:
+        return [pair[0] for pair in knn if len(pair) == 2 and pair[0].distance < SIFT_RATIO * pair[1].distance]
+
+    brute = ratio_test(cv2.BFMatcher(cv2.NORM_L2).knnMatch(desc_a, desc_b, k=2))
+    flann = ratio_test(cv2.FlannBasedMatcher(FLANN_INDEX, FLANN_SEARCH).knnMatch(desc_a, desc_b, k=2))
+    inliers = 0
+    if len(brute) >= 4:
+        src = np.float32([kp_a[m.queryIdx].pt for m in brute]).reshape(-1, 1, 2)
+        dst = np.float32([kp_b[m.trainIdx].pt for m in brute]).reshape(-1, 1, 2)
+        homography, mask = cv2.findHomography(src, dst, HOMOGRAPHY_METHOD, RANSAC_PIXELS)
+        inliers = int(mask.sum()) if homography is not None and mask is not None else 0
+    return counts, len(brute), len(flann), inliers
+
+
+def _autoencoder(signatures: tuple[str, ...] | None, warn):
+    """The ae extractor when it should be used: asked for (or no catalog says otherwise) and weights exist."""
+    if signatures is not None and "ae" not in signatures:
+        return None
+    from searcher.features import build_extractor
+
+    try:
+        return build_extractor("ae")
+    except SearcherError as e:
+        if signatures is not None and warn:  # the catalog has ae signatures but we cannot compute them
+            warn(f"autoencoder left out: {e}")
+        return None
+
+
+def compare_images(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    threshold: float = DEFAULT_THRESHOLD,
+    signatures: tuple[str, ...] | None = None,
+    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
+    warn=None,
+) -> Comparison:
+    """Every measure of A against B and the verdict of the pair rule.
+
+    `signatures`: the signatures a catalog holds (see catalog_signatures), so that the fused score
+    averages what `searcher dups` on that catalog averages; None = hist, mse and ae when its weights exist.
+    """
+    image_a, image_b = _load(path_a, max_megapixels), _load(path_b, max_megapixels)
+    bgr_a, bgr_b = image_a.bgr, image_b.bgr
+
+    hist = HistogramExtractor()
+    hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
+    hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
+
+    thumb = ThumbnailExtractor()
+    thumb_a, thumb_b = thumb.extract(bgr_a), thumb.extract(bgr_b)
+    oriented = ((orientations(thumb_a) - thumb_b[None, :]) ** 2).mean(axis=1)
+    best = int(np.argmin(oriented))
+
+    orb = OrbExtractor()
+    orb_b = orb.extract(bgr_b)
+    width_a = bgr_a.shape[1]
+    candidates = []
+    for mirrored, signature in zip((False, True), orb.query_signatures(bgr_a)):
+        matches = match_orb(signature, orb_b)
+        if mirrored:  # keypoints found in the mirror image, drawn where they are in A
+            matches.points_a = np.column_stack([width_a - 1 - matches.points_a[:, 0], matches.points_a[:, 1]])
+        v = matches.verification
+        candidates.append(((v.inliers, v.matches, not mirrored), mirrored, matches, len(signature)))
+    _, mirrored, orb_matches, keypoints_a = max(candidates, key=lambda c: c[0])
+    verification = orb_matches.verification
+
+    grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
+    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
+
+    ae_cosine = None
+    ae = _autoencoder(signatures, warn)
+    if ae is not None:
+        stored_b = ae.embedding(ae.extract(bgr_b))
+        ae_cosine = max(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))
+
+    wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
+    similarities = {
+        "hist": method_similarity("bhattacharyya", hist_values["bhattacharyya"]),
+        "mse": mse_similarity(float(oriented[best])),
+        "ae": None if ae_cosine is None else min(1.0, max(0.0, ae_cosine)),
+    }
+    similarities = {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+    fused = fuse(similarities)
+    score = pair_score(fused, verification.inliers)
+    return Comparison(
+        a=os.path.abspath(path_a),
+        b=os.path.abspath(path_b),
+        size_a=(image_a.width, image_a.height),
+        size_b=(image_b.width, image_b.height),
+        hist=hist_values,
+        mse=float(oriented[0]),
+        mse_oriented=float(oriented[best]),
+        orientation=ORIENTATIONS[best],
+        orb_keypoints=(keypoints_a, len(orb_b)),
+        orb_matches=verification.matches,
+        orb_inliers=verification.inliers,
+        orb_mirrored=mirrored,
+        sift_keypoints=sift_keypoints,
+        sift_bf_matches=sift_bf,
+        sift_flann_matches=sift_flann,
+        sift_inliers=sift_inliers,
+        ae_cosine=ae_cosine,
+        similarities=similarities,
+        fused=fused,
+        orb_score=orb_score(verification.inliers),
+        score=score,
+        threshold=threshold,
+        near_duplicate=score >= threshold,
+        rule=PAIR_RULE,
+        _evidence={"a": bgr_a, "b": bgr_b, "orb": orb_matches},
+    )
+
+
+def catalog_signatures(location) -> tuple[str, ...] | None:
+    """Names of the signatures stored in the catalog at `location`, or None when there is no catalog there."""
+    from sqlalchemy import select
+
+    from searcher.catalog import SignatureRow, new_session, open_catalog
+
+    if not location.db_path.exists():
+        return None
+    engine = open_catalog(location, create=False)
+    try:
+        with new_session(engine) as session:
+            return tuple(sorted(session.scalars(select(SignatureRow.extractor).distinct())))
+    finally:
+        engine.dispose()
+
+
+# ---- drawing ----
+
+BAND = 28  # height of the caption band above the two images
+GAP = 8  # white columns between the two images
+INLIER_COLOUR = (60, 200, 60)  # BGR green
+OUTLIER_COLOUR = (40, 40, 230)  # BGR red
+MAX_DRAWN = 120  # the best matches by Hamming distance; more lines hide the images
+
+
+def drawing_size(comparison: Comparison) -> tuple[int, int]:
+    """(width, height) of the image draw() writes: both working images side by side under the caption band."""
+    a, b = comparison._evidence["a"], comparison._evidence["b"]
+    return a.shape[1] + GAP + b.shape[1], max(a.shape[0], b.shape[0]) + BAND
+
+
+def draw(comparison: Comparison, path: str | os.PathLike) -> tuple[int, int]:
+    """Write A and B side by side (working size, long side <= 640, GAP apart) with the best ORB matches:
+    RANSAC inliers in green, outliers in red, and the verdict in the band above. Returns (width, height)."""
+    a, b = comparison._evidence["a"], comparison._evidence["b"]
+    matches: OrbMatches = comparison._evidence["orb"]
+    width, height = drawing_size(comparison)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    canvas[BAND : BAND + a.shape[0], : a.shape[1]] = a
+    offset = a.shape[1] + GAP  # x of B's left edge
+    canvas[BAND : BAND + b.shape[0], offset:] = b
+    order = sorted(range(len(matches.pairs)), key=lambda k: matches.pairs[k][2])[:MAX_DRAWN]
+    # Outliers first, so that the inliers are drawn over them.
+    for k in sorted(order, key=lambda k: bool(matches.inlier[k]) if len(matches.inlier) else False):
+        i, j, _ = matches.pairs[k]
+        inlier = bool(matches.inlier[k]) if len(matches.inlier) else False
+        colour = INLIER_COLOUR if inlier else OUTLIER_COLOUR
+        pa = (int(round(matches.points_a[i][0])), int(round(matches.points_a[i][1])) + BAND)
+        pb = (int(round(matches.points_b[j][0])) + offset, int(round(matches.points_b[j][1])) + BAND)
+        cv2.line(canvas, pa, pb, colour, 1, cv2.LINE_AA)
+        cv2.circle(canvas, pa, 3, colour, 1, cv2.LINE_AA)
+        cv2.circle(canvas, pb, 3, colour, 1, cv2.LINE_AA)
+    verdict = "NEAR DUPLICATE" if comparison.near_duplicate else "not a near duplicate"
+    caption = (
+        f"{verdict}  score {comparison.score:.2f}  fused {comparison.fused:.2f}  "
+        f"ORB {comparison.orb_inliers} inliers (green) of {comparison.orb_matches} matches (red: outliers)"
+        + ("  [A mirrored]" if comparison.orb_mirrored else "")
+    )
+    scale = min(0.5, 0.95 * width / max(1, cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0]))
+    cv2.putText(canvas, caption, (6, BAND - 9), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    ok, data = cv2.imencode(".png", canvas)
+    if not ok:
+        raise SearcherError(f"cannot encode the drawing for {path}")
+    try:
+        with open(path, "wb") as f:
+            f.write(data.tobytes())
+    except OSError as e:
+        raise SearcherError(f"cannot write {path}: {e.strerror}") from None
+    return width, height

@@ -1,0 +1,172 @@
+"""compare: every measure of the seed between two images, the near-duplicate verdict, and the drawing."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from searcher import images
+from searcher.cli import app
+from searcher.compare import (
+    BAND,
+    GAP,
+    ORIENTATIONS,
+    compare_images,
+    draw,
+    match_orb,
+    orientations,
+    pair_score,
+    required_inliers,
+)
+from searcher.errors import ImageError, UsageError
+from searcher.features.orb import OrbExtractor
+
+from conftest import PHOTOS, SAMPLE, transform
+
+NO_AE = ("hist", "mse", "orb")  # the verdict must not depend on whether autoencoder weights are installed here
+
+
+def write_copy(tmp_path, photo, kind):
+    path = tmp_path / f"{photo.stem}__{kind}.png"
+    cv2.imwrite(str(path), transform(cv2.imread(str(photo)), kind))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["rotated", "cropped", "recompressed", "brightened"])
+def test_a_photo_and_its_transformed_copy_are_near_duplicates(tmp_path, kind):
+    copy = write_copy(tmp_path, PHOTOS[0], kind)
+    result = compare_images(PHOTOS[0], copy, signatures=NO_AE)
+    assert result.near_duplicate, result.explanation
+    assert result.orb_inliers >= 32 and result.score >= 0.75
+
+
+@pytest.mark.parametrize("a, b", [(0, 1), (2, 3), (5, 11), (17, 20)])
+def test_two_unrelated_photos_are_not_near_duplicates(a, b):
+    result = compare_images(PHOTOS[a], PHOTOS[b], signatures=NO_AE)
+    assert not result.near_duplicate, result.explanation
+    assert result.score < 0.45
+
+
+def test_a_mirrored_copy_is_verified_against_the_mirror_image(tmp_path):
+    flipped = tmp_path / "flipped.png"
+    cv2.imwrite(str(flipped), cv2.imread(str(PHOTOS[3]))[:, ::-1])
+    result = compare_images(PHOTOS[3], flipped, signatures=NO_AE)
+    assert result.orb_mirrored and result.orientation == "mirrored"
+    assert result.near_duplicate
+
+
+def test_an_image_against_itself_reads_identical_on_every_measure():
+    r = compare_images(PHOTOS[4], PHOTOS[4], signatures=NO_AE)
+    assert r.hist["correl"] == pytest.approx(1.0) and r.hist["intersect"] == pytest.approx(1.0, abs=1e-3)
+    assert r.hist["chisqr"] == pytest.approx(0.0) and r.hist["bhattacharyya"] == pytest.approx(0.0, abs=1e-3)
+    assert r.mse == pytest.approx(0.0) and r.orientation == "as is"
+    assert r.orb_matches == r.orb_inliers > 200
+    assert r.sift_bf_matches > 100 and r.sift_flann_matches > 100 and r.sift_inliers > 100
+    assert r.fused == pytest.approx(1.0, abs=1e-3) and r.score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_fused_averages_only_the_signatures_the_catalog_holds():
+    r = compare_images(PHOTOS[0], PHOTOS[1], signatures=("hist", "orb"))
+    assert list(r.similarities) == ["hist"] and r.ae_cosine is None
+    assert r.fused == pytest.approx(r.similarities["hist"])
+
+
+def test_the_explanation_states_the_rule_with_its_numbers(tmp_path):
+    r = compare_images(PHOTOS[0], write_copy(tmp_path, PHOTOS[0], "resized"), signatures=NO_AE)
+    assert r.explanation.startswith("near duplicate: score")
+    assert f"{r.orb_inliers} inliers" in r.explanation and "threshold 0.5" in r.explanation
+    assert "(fused + orb) / 2" in r.rule
+
+
+def test_match_orb_counts_what_orb_verify_counts():
+    orb = OrbExtractor()
+    signatures = [orb.extract(images.load_image(p).bgr) for p in PHOTOS[:4]]
+    for a in signatures:
+        for b in signatures:
+            assert match_orb(a, b).verification == orb.verify(a, b)
+
+
+def test_asking_for_a_number_of_inliers_gives_the_full_verdict():
+    orb = OrbExtractor()
+    paths = sorted((SAMPLE / "copies").glob("*"))[:6] + PHOTOS[:6]
+    signatures = [orb.extract(images.load_image(p).bgr) for p in paths]
+    for needed in (9, 20, 32):
+        for a in signatures:
+            for b in signatures[:6]:
+                full = orb.verify(a, b).inliers
+                assert (match_orb(a, b, needed=needed).verification.inliers >= needed) == (full >= needed)
+
+
+def test_required_inliers_is_the_least_that_reaches_the_threshold():
+    for threshold in (0.4, 0.5, 0.7):
+        for fused in np.linspace(0.0, 1.0, 41):
+            n = required_inliers(fused, threshold)
+            if n is None:
+                assert pair_score(fused, 10_000) < threshold
+            elif n == 0:
+                assert pair_score(fused, 0) >= threshold
+            else:
+                assert pair_score(fused, n) >= threshold > pair_score(fused, n - 1)
+
+
+def test_the_eight_orientations_are_the_flips_and_right_angle_turns():
+    square = np.arange(256, dtype=np.float32)
+    turned = orientations(square)
+    assert turned.shape == (8, 256) and len(ORIENTATIONS) == 8
+    assert len({row.tobytes() for row in turned}) == 8
+    grid = square.reshape(16, 16)
+    assert np.array_equal(turned[ORIENTATIONS.index("mirrored")], grid[:, ::-1].ravel())
+    assert np.array_equal(turned[ORIENTATIONS.index("rotated 90 cw")], np.rot90(grid, -1).ravel())
+
+
+def test_draw_writes_a_readable_png_of_both_images_side_by_side(tmp_path):
+    copy = write_copy(tmp_path, PHOTOS[2], "rotated")
+    result = compare_images(PHOTOS[2], copy, signatures=NO_AE)
+    out = tmp_path / "matches.png"
+    width, height = draw(result, out)
+    drawn = cv2.imread(str(out))
+    assert drawn.shape == (height, width, 3)
+    a, b = images.load_image(PHOTOS[2]).bgr, images.load_image(copy).bgr
+    assert drawn.shape == (max(a.shape[0], b.shape[0]) + BAND, a.shape[1] + GAP + b.shape[1], 3)
+    green = np.all(drawn == (60, 200, 60), axis=2).sum()
+    assert green > 100  # inlier lines are drawn
+
+
+def test_an_unreadable_image_is_a_user_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="bad.jpg: not a recognised image format"):
+        compare_images(bad, PHOTOS[0])
+
+
+runner = CliRunner()
+
+
+def test_cli_compare_json_and_draw(tmp_path):
+    copy = write_copy(tmp_path, PHOTOS[1], "cropped")
+    drawing = tmp_path / "d.png"
+    result = runner.invoke(
+        app, ["compare", str(PHOTOS[1]), str(copy), "--format", "json", "--draw", str(drawing), "--catalog", str(tmp_path / "none")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["near_duplicate"] is True and data["a"] == str(PHOTOS[1])
+    for key in ("hist", "mse", "mse_oriented", "orb_matches", "orb_inliers", "sift_bf_matches", "sift_flann_matches", "sift_inliers", "ae_cosine", "fused", "score", "rule"):
+        assert key in data
+    assert set(data["hist"]) == {"correl", "chisqr", "intersect", "bhattacharyya"}
+    assert cv2.imread(str(drawing)) is not None
+
+
+def test_cli_compare_table_ends_with_the_verdict(tmp_path):
+    result = runner.invoke(app, ["compare", str(PHOTOS[0]), str(PHOTOS[1]), "--catalog", str(tmp_path / "none")], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "hist BHATTACHARYYA" in result.stdout and "SIFT matches, FLANN" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("not a near duplicate: score")
+
+
+def test_cli_compare_missing_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        runner.invoke(app, ["compare", str(tmp_path / "nope.jpg"), str(PHOTOS[0])], catch_exceptions=False)

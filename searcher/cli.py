@@ -130,6 +130,7 @@ def query(
     metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
     hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
     """Find the nearest catalog images to each query image."""
     from searcher.catalog import locate
@@ -141,6 +142,11 @@ def query(
             err.print(f"error: {result.query}: {result.error}", markup=False)
     good = [r for r in results if not r.error]
     _print_results(good, fmt)
+    if html is not None and good:
+        from searcher.report import write_query_html
+
+        write_query_html(good, html)
+        err.print(f"wrote {html}", markup=False)
     if not good:
         raise SystemExit(1)
 

@@ -62,6 +62,27 @@ def _picture(path: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(os.path.basename(path))}">'
 
 
+def _hit_picture(hit) -> str:
+    """A hit's thumbnail: the file, or for a video hit the frame (or person crop) it names."""
+    if hit.frame is None:
+        return _picture(hit.path)
+    from searcher.video import read_frame
+
+    bgr = read_frame(hit.path, hit.frame, hit.box)
+    ok, data = cv2.imencode(".jpg", images.fit_to_work_size(bgr, THUMB_SIDE), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]) if bgr is not None else (False, None)
+    if not ok:
+        return '<div class="missing">cannot read this frame of the video</div>'
+    where = f"frame {hit.frame}"
+    return f'<img src="data:image/jpeg;base64,{base64.b64encode(data.tobytes()).decode("ascii")}" alt="{html.escape(where)}">'
+
+
+def _hit_name(hit) -> str:
+    name = os.path.basename(hit.path)
+    if hit.frame is not None:
+        name += f" frame {hit.frame} ({hit.time:.2f} s)" + (f" box {','.join(map(str, hit.box))}" if hit.box else "")
+    return name
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -141,9 +162,9 @@ def write_query_html(results: list, path: str | os.PathLike) -> None:
         for rank, hit in enumerate(result.hits, 1):
             details = " &middot; ".join(f"{html.escape(k)}&nbsp;{_score(k, v)}" for k, v in hit.scores.items())
             cards.append(
-                f'<div class="card" title="{html.escape(hit.path)}">{_picture(hit.path)}'
+                f'<div class="card" title="{html.escape(hit.path)}">{_hit_picture(hit)}'
                 f'<div class="name">#{rank} &middot; score <span class="score">{hit.score:.3f}</span></div>'
-                f'<div class="meta">{html.escape(os.path.basename(hit.path))}</div>'
+                f'<div class="meta">{html.escape(_hit_name(hit))}</div>'
                 f'<div class="meta">{details}</div></div>'
             )
         body.append(f'<section><h2>{html.escape(result.query)}</h2><div class="row">{"".join(cards)}</div></section>')

@@ -143,3 +143,21 @@ def _save_frame(video_path: str, index: int, frame: np.ndarray, folder: str) -> 
     if ok:
         with open(os.path.join(folder, f"{stem}_f{index:06d}.jpg"), "wb") as f:
             f.write(data.tobytes())
+
+
+def read_frame(path: str, frame_index: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
+    """One frame of a video (or the crop `box` of it), for showing a hit; None when unreadable."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            return None
+        capture.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        return None
+    if box:
+        x, y, w, h = box
+        frame = frame[y : y + h, x : x + w]
+    return frame if frame.size else None

@@ -115,3 +115,13 @@ def test_end_to_end_in_a_real_process(tmp_path, photo_dir):
     query = run_cli("query", copy, "--catalog", catalog, "--format", "jsonl", "--top", "3")
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout)["results"][0]["path"] == str(original)
+
+
+def test_query_html_report_shows_the_query_and_its_results(ingested, photo_dir, tmp_path):
+    one = sorted(photo_dir.glob("*.jpg"))[0]
+    page = tmp_path / "report.html"
+    result = invoke("query", one, "--catalog", ingested, "--top", "3", "--format", "jsonl", "--html", page)
+    assert result.exit_code == 0
+    text = page.read_text()
+    assert text.count("<img") == 4  # the query and three results
+    assert one.name in text

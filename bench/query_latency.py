@@ -1,0 +1,42 @@
+"""Single-query latency of an existing catalog, in process, per stage.
+
+    python -m bench.query_latency CATALOG QUERY_DIR [REPEATS]
+
+Every image under QUERY_DIR is queried REPEATS times (default 3, after one warm-up query) with the
+default fused ranking and --top 10; prints p50/p95 over all queries and the median of each stage
+(extract, search, catalog, rerank) from QueryResult.timings.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from searcher.catalog import CatalogLocation
+from searcher.images import expand_image_args
+from searcher.query import Searcher
+
+
+def main() -> None:
+    catalog, folder = Path(sys.argv[1]), sys.argv[2]
+    repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    queries = expand_image_args([folder])
+    with Searcher(CatalogLocation(catalog.resolve())) as searcher:
+        searcher.query(queries[0])
+        times, stages = [], {}
+        for _ in range(repeats):
+            for query in queries:
+                start = time.perf_counter()
+                result = searcher.query(query, top=10)
+                times.append(time.perf_counter() - start)
+                for stage, seconds in result.timings.items():
+                    stages.setdefault(stage, []).append(seconds)
+    times.sort()
+    print(f"queries={len(times)} p50={statistics.median(times) * 1000:.1f} ms p95={times[int(0.95 * (len(times) - 1))] * 1000:.1f} ms")
+    print("stage medians (ms): " + ", ".join(f"{k} {statistics.median(v) * 1000:.1f}" for k, v in stages.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from searcher.cli_common import CatalogOption, err, out, warn
 from searcher.errors import SearcherError, UsageError
 
 app = typer.Typer(
@@ -23,12 +23,7 @@ app = typer.Typer(
     help="Near-duplicate image search with a persistent index.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
-CatalogOption = typer.Option(
-    None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]", show_default=False
-)
 
 
 class Format(str, Enum):
@@ -56,10 +51,6 @@ class HistMethod(str, Enum):
     chisqr = "chisqr"
     intersect = "intersect"
     bhattacharyya = "bhattacharyya"
-
-
-def _warn(message: str) -> None:
-    err.print(f"warning: {message}", markup=False)
 
 
 class _ProgressReporter:
@@ -136,7 +127,7 @@ def query(
     from searcher.catalog import locate
     from searcher.query import query_paths
 
-    results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=_warn)
+    results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
@@ -243,7 +234,9 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
-from searcher.cli_review import register as _register_review; _register_review(app)
+from searcher.cli_review import register as _register_review  # noqa: E402 (commands of the review module)
+
+_register_review(app)
 
 
 def main() -> None:

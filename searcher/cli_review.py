@@ -12,16 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-# As in searcher.cli (not imported from it: cli imports this module to register the commands).
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-CatalogOption = typer.Option(
-    None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]", show_default=False
-)
+from searcher.cli_common import CatalogOption, err, out, warn
 
 DEFAULT_THRESHOLD = 0.5  # searcher.compare.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
@@ -36,10 +30,6 @@ class DupsFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def _warn(message: str) -> None:
-    err.print(f"warning: {message}", markup=False)
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -72,7 +62,7 @@ def compare(
         if not p.exists():
             raise UsageError(f"no such file: {p}")
     signatures = catalog_signatures(locate(catalog))
-    result = compare_images(a, b, threshold=threshold, signatures=signatures, warn=_warn)
+    result = compare_images(a, b, threshold=threshold, signatures=signatures, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
         err.print(f"wrote {draw} ({width}x{height})", markup=False)
@@ -181,7 +171,7 @@ def dups(
         err.print(f"nothing to move: every group's other copies are already under {move_to.resolve()}" if result.groups else "nothing to move", markup=False)
         return
     log_path = log or default_log_path(move_to)
-    outcome = move_duplicates(result.groups, moves, log_path, location, warn=_warn)
+    outcome = move_duplicates(result.groups, moves, log_path, location, warn=warn)
     for move in outcome.moved:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
     err.print(
@@ -222,7 +212,7 @@ def undo(
     from searcher.catalog import locate
     from searcher.dups import undo_moves
 
-    outcome = undo_moves(log, locate(catalog) if catalog else None, warn=_warn)
+    outcome = undo_moves(log, locate(catalog) if catalog else None, warn=warn)
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)

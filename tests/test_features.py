@@ -1,6 +1,5 @@
 """Signatures: pinned values, blob round trips, and agreement between index distance and compareHist."""
 
-import cv2
 import numpy as np
 import pytest
 

@@ -1,7 +1,6 @@
 """Query: edited copies find their original; unrelated photos stay below; every metric answers."""
 
 import cv2
-import numpy as np
 import pytest
 
 from searcher.errors import CatalogError, UsageError

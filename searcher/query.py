@@ -123,7 +123,8 @@ class Searcher:
         searched = [metric] if metric in VECTOR_METRICS else [m for m in VECTOR_METRICS if m in self.indexes]
         candidates: dict[int, None] = {}
         for name in searched:
-            for variant in signatures[name]:
+            variants = signatures[name] if (metric == name or self.extractors[name].search_variants) else signatures[name][:1]
+            for variant in variants:
                 ids, _ = self.indexes[name].search(self.extractors[name].embedding(variant), shortlist)
                 candidates.update(dict.fromkeys(int(i) for i in ids))
         ids = list(candidates)

@@ -522,6 +522,10 @@ class AutoencoderExtractor(Extractor):
         latents = self.encode_array(preprocess_batch(images, self.input_size))
         return [row.copy() for row in latents]
 
+    # In the fused query, hist and mse already bring rotated copies into the shortlist; searching
+    # the ae index 5 times added ~20 ms at 100k images for no gain in the fused ranking (bench).
+    search_variants = False
+
     def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
         """The query, its right-angle rotations and its mirror image, in one batch: training covers
         small rotations and flips, but a copy turned by 90 or 180 degrees is another picture to it."""

@@ -26,6 +26,10 @@ class Extractor:
     version: ClassVar[str]
     dim: ClassVar[int] = 0
     space: ClassVar[str] = "l2"
+    # Whether the fused query searches the index with every query variant, or with the first
+    # only and uses the others just to re-score candidates (when extra searches cost more than
+    # they find). A query by this metric alone always searches with every variant.
+    search_variants: ClassVar[bool] = True
 
     @property
     def indexed(self) -> bool:

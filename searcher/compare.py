@@ -61,15 +61,16 @@ ORIENTATIONS = tuple(
 # ---- the pair rule, shared with searcher.dups ----
 
 
-def orientations(thumbnail: np.ndarray) -> np.ndarray:
-    """8 x D: the thumbnail as is and rotated 90/180/270 degrees counter-clockwise, then the same of its
-    mirror image (left-right flip). Indices 4..7 are the mirrored ones."""
-    square = np.asarray(thumbnail, dtype=np.float32).reshape(SIDE, SIDE)
-    out = []
-    for base in (square, square[:, ::-1]):
-        for k in range(4):
-            out.append(np.rot90(base, k).ravel())
-    return np.stack(out)
+def orientations(thumbnails: np.ndarray) -> np.ndarray:
+    """8 x D for one thumbnail (P x 8 x D for P of them): as is and rotated 90/180/270 degrees
+    counter-clockwise, then the same of its mirror image (left-right flip). Indices 4..7 are mirrored."""
+    thumbnails = np.asarray(thumbnails, dtype=np.float32)
+    squares = thumbnails.reshape(-1, SIDE, SIDE)
+    turned = [
+        np.rot90(base, k, axes=(1, 2)).reshape(len(squares), SIDE * SIDE) for base in (squares, squares[:, :, ::-1]) for k in range(4)
+    ]
+    stacked = np.stack(turned, axis=1)
+    return stacked[0] if thumbnails.ndim == 1 else stacked
 
 
 def fuse(similarities: dict[str, float | None]) -> float:

@@ -236,7 +236,7 @@ def _fused_scores(pairs: np.ndarray, vectors: dict) -> tuple[np.ndarray, np.ndar
             sims.append(1.0 - np.sqrt(np.clip(1.0 - bc, 0.0, 1.0)))
         if "mse" in vectors:
             ta, tb = vectors["mse"][1][a], vectors["mse"][1][b]
-            turned = np.stack([orientations(t) for t in ta]) if len(ta) else np.empty((0, 8, ta.shape[1]))
+            turned = orientations(ta)
             mse = ((turned - tb[:, None, :]) ** 2).mean(axis=2)  # pairs x 8 orientations
             valid = ~np.isnan(mse).any(axis=1)
             best = np.argmin(np.where(valid[:, None], mse, 0.0), axis=1)
@@ -406,7 +406,8 @@ def find_duplicates(
 
         clock = time.perf_counter()
         fused, orientation = _fused_scores(pairs, vectors)
-        same_bytes = np.array([members[a].sha256 == members[b].sha256 != "" for a, b in pairs], dtype=bool)
+        hashes = np.array([m.sha256 for m in members])
+        same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
         need = np.array([_need(f, threshold) for f in fused], dtype=np.int64)  # -1: cannot pass
         result.timings["score"] = time.perf_counter() - clock
 

@@ -254,12 +254,7 @@ def test_cli_yes_without_move_to_is_a_usage_error(sample_with_copies):
         invoke("dups", "--catalog", sample_with_copies.directory, "--yes")
 
 
-def testpair_scores_agree_with_the_pair_rule():
-    import numpy as np
-
-    from searcher.compare import pair_score
-    from searcher.dups import pair_scores
-
+def test_pair_scores_agree_with_the_pair_rule():
     fused = np.linspace(0, 1, 11)
     for inliers in (0, 8, 9, 20, 32, 200):
         expected = [pair_score(f, inliers) for f in fused]

@@ -88,6 +88,7 @@ def compare(
         ("SIFT matches, FLANN", str(result.sift_flann_matches), "Lowe ratio 0.75, KD-tree"),
         ("SIFT RANSAC inliers", str(result.sift_inliers), "of the brute-force matches"),
         ("autoencoder cosine", _fmt(result.ae_cosine), "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature"),
+        ("autoencoder cosine, best orientation", _fmt(result.ae_cosine_oriented), "of A's flips and rotations (as a query)"),
         ("fused", _fmt(result.fused), "mean of " + ", ".join(f"{k} {v:.3f}" for k, v in result.similarities.items())),
         ("score", _fmt(result.score), "(fused + orb) / 2, orb = clip((inliers - 8) / 24, 0, 1)"),
     ]
@@ -149,8 +150,8 @@ def dups(
     grouped = sum(len(g.members) for g in result.groups)
     seconds = sum(result.timings.values())
     err.print(
-        f"{result.images} images, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} images ({seconds:.1f} s)",
+        f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
+        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
         markup=False,
     )
     _print_groups(result, fmt)

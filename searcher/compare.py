@@ -13,7 +13,9 @@ Measures (A against B):
               (ORB is not flip-invariant)
     sift      Lowe's ratio test (0.75) on the 2 nearest SIFT neighbours, brute force (L2) and
               FLANN (KD-tree, 5 trees, 50 checks); homography inliers of the brute-force matches
-    ae        cosine of the autoencoder latents, when the weights exist
+    ae        cosine of the autoencoder latents, when the weights exist: of the images as they are
+              (what the verdict uses: dups has only the stored latents), and the best over A's
+              flips/rotations (what a query uses)
 
 The verdict: the rule that `searcher dups` links two images with (PAIR_RULE below): the pair
 score is the final score of a fused query, (fused + orb) / 2, where fused is the mean of the
@@ -161,7 +163,8 @@ class Comparison:
     sift_bf_matches: int
     sift_flann_matches: int
     sift_inliers: int
-    ae_cosine: float | None
+    ae_cosine: float | None  # the latents of the images as they are: what the fused score (and dups) uses
+    ae_cosine_oriented: float | None  # the best over A's flips/rotations, as a query searches
     similarities: dict[str, float]  # the signature similarities averaged into `fused`
     fused: float
     orb_score: float
@@ -276,11 +279,12 @@ def compare_images(
     grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
     sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
 
-    ae_cosine = None
+    ae_cosine = ae_cosine_oriented = None
     ae = _autoencoder(signatures, warn)
     if ae is not None:
         stored_b = ae.embedding(ae.extract(bgr_b))
-        ae_cosine = max(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))
+        ae_cosine = float(np.dot(ae.embedding(ae.extract(bgr_a)), stored_b))
+        ae_cosine_oriented = max([ae_cosine, *(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))])
 
     wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
     similarities = {
@@ -309,6 +313,7 @@ def compare_images(
         sift_flann_matches=sift_flann,
         sift_inliers=sift_inliers,
         ae_cosine=ae_cosine,
+        ae_cosine_oriented=ae_cosine_oriented,
         similarities=similarities,
         fused=fused,
         orb_score=orb_score(verification.inliers),

@@ -10,9 +10,9 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    homography inliers. The pair rule is searcher.compare's: score = (fused + orb) / 2 >= threshold,
    orb = clip((inliers - 8) / 24, 0, 1). From its fused score each pair needs a number of inliers;
    the homography is skipped when there are fewer matches than that (exact). ORB is not
-   flip-invariant, so a pair that looks the same (fused >= MIRROR_FUSED) with its thumbnails
-   matching best mirrored, and that did not pass, is verified once more with one image decoded
-   again and mirrored.
+   flip-invariant, so a pair whose thumbnails match best with one mirrored, and closely (mse
+   similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
+   decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
    A member's score is the best score of its linked pairs.
 
@@ -53,7 +53,7 @@ from searcher.errors import CatalogError, SearcherError, UsageError
 from searcher.features.orb import MIN_INLIERS, OrbExtractor
 
 DEFAULT_NEIGHBOURS = 10
-MIRROR_FUSED = 0.9
+MIRROR_SIMILARITY = 0.9  # mse similarity, mirrored, from which a pair gets the mirror check
 CHUNK = 1024  # candidate pairs per verification task
 SCORE_BLOCK = 8192  # candidate pairs scored at once (bounded memory)
 LOG_FORMAT = 1
@@ -85,7 +85,7 @@ class Group:
 @dataclass
 class DupsResult:
     groups: list[Group]
-    images: int = 0
+    images: int = 0  # catalog rows that are files (video frames and crops are not)
     candidate_pairs: int = 0
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
@@ -219,13 +219,14 @@ def _candidate_pairs(indexes: dict, vectors: dict, ids: np.ndarray, neighbours: 
 
 
 def _fused_scores(pairs: np.ndarray, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(fused score, best mse orientation index or -1) of each pair, computed in blocks.
+    """(fused score, mirror similarity) of each pair, computed in blocks. The mirror similarity is
+    the mse similarity when the thumbnails match best with one of them mirrored, else 0.
 
     The similarities are those of searcher.query, vectorised: hist 1 - Bhattacharyya distance
     (OpenCV's sqrt(1 - BC / sqrt(sum a * sum b))), mse 1 - 2*RMSE, ae cosine clipped to [0, 1].
     """
     fused = np.zeros(len(pairs))
-    orientation = np.full(len(pairs), -1, dtype=np.int64)
+    mirror = np.zeros(len(pairs))
     for start in range(0, len(pairs), SCORE_BLOCK):
         a, b = pairs[start : start + SCORE_BLOCK, 0], pairs[start : start + SCORE_BLOCK, 1]
         sims = []
@@ -240,9 +241,10 @@ def _fused_scores(pairs: np.ndarray, vectors: dict) -> tuple[np.ndarray, np.ndar
             mse = ((turned - tb[:, None, :]) ** 2).mean(axis=2)  # pairs x 8 orientations
             valid = ~np.isnan(mse).any(axis=1)
             best = np.argmin(np.where(valid[:, None], mse, 0.0), axis=1)
-            orientation[start : start + len(a)] = np.where(valid, best, -1)
             low = mse[np.arange(len(a)), best]
-            sims.append(np.where(valid, np.clip(1.0 - 2.0 * np.sqrt(np.maximum(low, 0.0)), 0.0, 1.0), np.nan))
+            similarity = np.where(valid, np.clip(1.0 - 2.0 * np.sqrt(np.maximum(low, 0.0)), 0.0, 1.0), np.nan)
+            sims.append(similarity)
+            mirror[start : start + len(a)] = np.where(valid & (best >= 4), similarity, 0.0)  # 4..7: mirrored
         if "ae" in vectors:  # unit vectors: the dot product is the cosine
             cosine = np.einsum("ij,ij->i", vectors["ae"][1][a], vectors["ae"][1][b])
             sims.append(np.clip(cosine, 0.0, 1.0))
@@ -250,7 +252,7 @@ def _fused_scores(pairs: np.ndarray, vectors: dict) -> tuple[np.ndarray, np.ndar
             stacked = np.vstack(sims)
             counts = (~np.isnan(stacked)).sum(axis=0)
             fused[start : start + len(a)] = np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), 0.0)
-    return fused, orientation
+    return fused, mirror
 
 
 def _same_bytes_pairs(members: list[Member]) -> np.ndarray:
@@ -405,7 +407,7 @@ def find_duplicates(
         result.timings["neighbours"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        fused, orientation = _fused_scores(pairs, vectors)
+        fused, mirror = _fused_scores(pairs, vectors)
         hashes = np.array([m.sha256 for m in members])
         same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
         need = np.array([_need(f, threshold) for f in fused], dtype=np.int64)  # -1: cannot pass
@@ -420,7 +422,7 @@ def find_duplicates(
         inliers[todo] = _verify(engine, ids[pairs[todo]], need[todo], workers, reporter)
         result.verified_pairs = len(todo)
         scores = pair_scores(fused, inliers)
-        retry = np.flatnonzero((scores < threshold) & (fused >= MIRROR_FUSED) & (orientation >= 4) & (need >= 0) & ~same_bytes)
+        retry = np.flatnonzero((scores < threshold) & (mirror >= MIRROR_SIMILARITY) & (need >= 0) & ~same_bytes)
         if has_orb and len(retry):
             mirrored = _mirror_check(members, pairs[retry], engine, reporter, need[retry])
             better = mirrored > inliers[retry]
@@ -525,6 +527,8 @@ def _move_file(source: str, target: str) -> None:
         with open(source, "rb") as src, open(target, "xb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         shutil.copystat(source, target)
+        if os.path.getsize(target) != os.path.getsize(source):  # keep both rather than risk the only copy
+            raise OSError(f"copy to {target} is incomplete; the original is left in place")
     os.unlink(source)
 
 

@@ -21,6 +21,7 @@ from searcher.errors import SearcherError
 THUMB_SIDE = 220
 JPEG_QUALITY = 80
 MAX_GROUPS = 500  # a page with more thumbnails is slow to write and to open
+MAX_MEMBERS = 60  # per group: a video's frames can make one group of hundreds
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
@@ -116,15 +117,16 @@ def _write(path: str | os.PathLike, text: str) -> None:
         raise SearcherError(f"cannot write {path}: {e.strerror}") from None
 
 
-def write_dups_html(result, path: str | os.PathLike, max_groups: int = MAX_GROUPS) -> int:
-    """The groups of a searcher.dups.DupsResult side by side, kept copy first; returns the groups written."""
+def write_dups_html(result, path: str | os.PathLike, max_groups: int = MAX_GROUPS, max_members: int = MAX_MEMBERS) -> int:
+    """The groups of a searcher.dups.DupsResult side by side, kept copy first; returns the groups written.
+    At most `max_groups` groups (the largest first, as dups orders them) and `max_members` thumbnails per group."""
     from searcher.compare import PAIR_RULE
 
     shown = result.groups[:max_groups]
     body = []
     for group in shown:
         cards = []
-        for member in group.members:
+        for member in group.members[:max_members]:
             keep = member is group.keep
             badge = '<span class="badge">KEEP</span>' if keep else ""
             cards.append(
@@ -134,6 +136,8 @@ def write_dups_html(result, path: str | os.PathLike, max_groups: int = MAX_GROUP
                 f"{member.width}x{member.height} &middot; {_size(member.size)}</div>"
                 f'<div class="meta">{html.escape(os.path.dirname(member.path))}</div></div>'
             )
+        if len(group.members) > max_members:
+            cards.append(f'<div class="card"><div class="missing">and {len(group.members) - max_members} more</div></div>')
         body.append(
             f'<section id="{html.escape(group.id)}"><h2>{html.escape(group.id)} &middot; {len(group.members)} images '
             f'<span class="why">&middot; keep {html.escape(os.path.basename(group.keep.path))}: {html.escape(group.keep_reason)}</span></h2>'

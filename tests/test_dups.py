@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -62,11 +63,65 @@ def test_sample_data_groups_match_the_manifest_pairwise_precision_1_recall_1(sam
     assert (precision, recall) == (1.0, 1.0), f"pairwise precision {precision:.3f}, recall {recall:.3f}"
 
 
+def _autoencoder_installed() -> bool:
+    from searcher.errors import SearcherError
+    from searcher.features import build_extractor
+
+    try:
+        build_extractor("ae")
+    except SearcherError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _autoencoder_installed(), reason="no autoencoder weights installed")
+def test_with_the_autoencoder_too_precision_1_recall_at_least_0_95(tmp_path):
+    """Measured with the shipped weights: 43 of 45 pairs. The rotated Garden copy's stored latent
+    differs from its captioned sibling's (no orientation variants for stored latents), which lowers
+    their fused score below what 11 ORB inliers can lift; the other copies of Garden still group."""
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest([SAMPLE / "photos", SAMPLE / "copies"], location, IngestOptions(workers=1, signatures=(*SIGNATURES, "ae")))
+    expected = same_group_pairs(manifest_groups(SAMPLE).values())
+    found = same_group_pairs({m.path for m in g.members} for g in find_duplicates(location, workers=1).groups)
+    true = len(expected & found)
+    precision, recall = true / max(1, len(found)), true / len(expected)
+    assert precision == 1.0 and recall >= 0.95, f"pairwise precision {precision:.3f}, recall {recall:.3f}"
+
+
 def test_distinct_photos_are_never_grouped_and_singletons_are_left_out(sample_result):
     for group in sample_result.groups:
         originals = [m.path for m in group.members if "/photos/" in m.path]
         assert len(originals) == 1, originals
         assert len(group.members) >= 2
+
+
+def test_a_mirrored_copy_is_grouped_through_the_mirror_check(tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    shutil.copy(SAMPLE / "photos" / "mate_Dune.jpg", folder / "dune.jpg")
+    cv2.imwrite(str(folder / "dune_mirrored.jpg"), cv2.imread(str(folder / "dune.jpg"))[:, ::-1])
+    shutil.copy(SAMPLE / "photos" / "skimage_rocket.jpg", folder / "rocket.jpg")
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest([folder], location, IngestOptions(workers=1, signatures=SIGNATURES))
+    [group] = find_duplicates(location, workers=1).groups
+    assert sorted(os.path.basename(m.path) for m in group.members) == ["dune.jpg", "dune_mirrored.jpg"]
+    assert min(m.score for m in group.members) > 0.9
+
+
+CORPUS = Path("/work/shared/corpus")
+
+
+@pytest.mark.skipif(not (CORPUS / "pairs" / "pairs.csv").exists(), reason="the shared benchmark corpus is not on this machine")
+def test_corpus_natural_pairs_found_8_of_10_and_no_distinct_photos_merged(tmp_path):
+    """Measured: 8 of 10 (not aero1/aero3: large motion; not box/box_in_scene: a small object in a scene)."""
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest([CORPUS / "photos", CORPUS / "pairs"], location, IngestOptions(workers=2, signatures=SIGNATURES))
+    groups = [{os.path.basename(m.path) for m in g.members} for g in find_duplicates(location).groups]
+    with open(CORPUS / "pairs" / "pairs.csv") as f:
+        pairs = [{row["a"], row["b"]} for row in csv.DictReader(f)]
+    found = [p for p in pairs if any(p <= g for g in groups)]
+    assert len(found) >= 8, f"{len(found)} of {len(pairs)} natural pairs grouped"
+    assert all(len(g) == 2 and g in pairs for g in groups), groups  # every group is one natural pair
 
 
 def test_candidates_grow_with_images_times_neighbours_not_images_squared(sample_with_copies):

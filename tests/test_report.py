@@ -58,10 +58,12 @@ def test_a_missing_file_shows_as_a_box_saying_why(dups_result, tmp_path):
     assert 'class="missing">not a file here<' in out.read_text()
 
 
-def test_dups_page_stops_at_max_groups(dups_result, tmp_path):
+def test_dups_page_stops_at_max_groups_and_max_members(dups_result, tmp_path):
     out = tmp_path / "dups.html"
-    assert write_dups_html(dups_result, out, max_groups=1) == 1
-    assert "the first 1 shown" in out.read_text()
+    assert write_dups_html(dups_result, out, max_groups=1, max_members=2) == 1
+    page = out.read_text()
+    assert "the first 1 shown" in page and len(embedded_images(page)) == 2
+    assert f"and {len(dups_result.groups[0].members) - 2} more" in page
 
 
 def test_query_page_shows_the_query_and_its_results_with_scores(tmp_path):

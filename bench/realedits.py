@@ -235,6 +235,9 @@ def run(args) -> dict:
         results["sets"][name] = _run_set(exe, cnn, image_set, root, catalogs_dir, args)
     if video is not None and not args.skip_video:
         results["video"] = _run_video(exe, cnn, video, catalogs_dir, args)
+    from bench.realedits_report import searcher_code_commit
+
+    results["searcher_code"] = searcher_code_commit()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     results["total_s"] = round(time.time() - t0, 1)
     results["load1_start"] = [round(x, 2) for x in uptime_start]

@@ -17,6 +17,16 @@ VIEWS = (
 )
 
 
+def searcher_code_commit() -> str:
+    """The last commit that touched searcher/ (the code measured; bench commits do not change it)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", "searcher"], cwd=BENCH.parent, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
 def _f(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
@@ -67,6 +77,23 @@ def _overall(results: dict) -> list[str]:
     return lines
 
 
+def _versus_peers(results: dict) -> list[str]:
+    """Per held-out family: the default ranking against the best image hash (issue #10's acceptance)."""
+    held, video = results["sets"].get("heldout"), results.get("video")
+    if not held or "searcher default" not in held["systems"]:
+        return []
+    lines = ["| family | searcher default | best peer | margin |", "|---|---:|---|---:|"]
+    rows = [(f, held["systems"], "map") for f in IMAGE_FAMILIES] + ([(f, video["systems"], "acc1") for f in VIDEO_FAMILIES] if video else [])
+    for fam, systems, key in rows:
+        ours = systems["searcher default"][key][fam]["value"]
+        peers = [(v[key][fam]["value"], name) for name, v in systems.items() if not name.startswith("searcher") and v[key][fam]["value"] is not None]
+        if ours is None or not peers:
+            continue
+        best, name = max(peers)
+        lines.append(f"| {fam} | {ours:.3f} | {name} {best:.3f} | {ours - best:+.3f} |")
+    return lines
+
+
 def _timings(results: dict) -> list[str]:
     lines = ["| catalog | images | ingest s (2 workers) | 1-min load before |", "|---|---:|---:|---:|"]
     for name, s in [*results["sets"].items(), *([("video", results["video"])] if results.get("video") else [])]:
@@ -98,7 +125,7 @@ def body(results: dict) -> str:
         "# Real-world edits (ImageMagick / ffmpeg), searched through the CLI",
         "",
         f"Command: `python -m bench.realedits`. Run {results['started']} to {results['finished']} ({results['total_s']:.0f} s, "
-        f"generation {results['generation_s']:.0f} s of it); searcher commit {m['searcher_commit']}; cnn signature "
+        f"generation {results['generation_s']:.0f} s of it); checkout {m['searcher_commit']}, searcher/ code as of commit {results.get('searcher_code', '?')}; cnn signature "
         f"{'available' if results['cnn_available'] else 'not available in this build (no cnn rows)'}. "
         f"1-min load average at start {results['load1_start'][0]}, at end {results['load1_end'][0]} (2 cores, shared with other jobs).",
         "",
@@ -108,7 +135,8 @@ def body(results: dict) -> str:
         *_families(),
         "",
         "mAP@10: each copy queries its set's catalog (its own entry dropped); relevant = its original + the other copies of that original. "
-        "Signature-alone rows run on every 2nd query of each family (orb: every 4th), default and peers on all; `n` per row.",
+        "Signature-alone rows run on every 2nd query of each family (orb: every 4th), default and peers on all; `queries` per row. "
+        "`query wall s`: all of a row's queries through 2 CLI processes; for a peer, hashing every file of the set with all peers.",
         "",
     ]
     for set_name, key, title in VIEWS:
@@ -131,6 +159,7 @@ def body(results: dict) -> str:
     overall = _overall(results)
     if overall:
         out += ["## Held-out summary (held-out image families mAP@10 + video acc@1)", "", *overall, ""]
+        out += ["Default ranking against the best image-hash peer, per held-out family:", "", *_versus_peers(results), ""]
     out += ["## Wall times", "", *_timings(results), ""]
     return "\n".join(out)
 
@@ -166,11 +195,10 @@ def readme_section(results: dict) -> str:
             "at 320/640/1280 px); video: vtest.avi at 176x144 (mpeg4 40 kbit/s, x264 crf 45) and a glitched copy (ffmpeg",
             "`noise` bitstream filter), frame-wise accuracy@1 within +-2 frames. Full recipe: bench/realedits_data.py.",
             "",
-            f"Latest figures (results/realedits.md; run {results['started']}, load {results['load1_start'][0]} -> {results['load1_end'][0]}, "
-            f"searcher commit {results['machine']['searcher_commit']}, **measured on the pre-refactor code without the cnn signature**"
-            if not results["cnn_available"]
-            else f"Latest figures (results/realedits.md; run {results['started']}, load {results['load1_start'][0]} -> {results['load1_end'][0]}, searcher commit {results['machine']['searcher_commit']}, cnn available",
-            "): held-out originals, mAP@10 per image family and video acc@1:",
+            f"Latest figures (results/realedits.md; run {results['started']}, 1-min load {results['load1_start'][0]} -> {results['load1_end'][0]} on 2 cores, "
+            f"searcher/ code of commit {results.get('searcher_code', '?')}, "
+            + ("**measured on the pre-refactor code, without the cnn signature**" if not results["cnn_available"] else "cnn signature available")
+            + "): held-out originals, mAP@10 per image family and video acc@1:",
             "",
             *held,
             "",
@@ -194,6 +222,7 @@ def _splice(path: Path, section: str, before: str) -> None:
 
 
 def render(results: dict) -> None:
+    results.setdefault("searcher_code", searcher_code_commit())
     MD_PATH.write_text(body(results) + "\n")
     section = readme_section(results)
     # README.md is README_head.md + results.md (bench/report.py): the section goes into both, before the copy of results.

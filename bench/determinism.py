@@ -157,7 +157,7 @@ def render(res: dict) -> str:
     lines = [
         "# Determinism: same files, other ingest order / worker count",
         "",
-        f"Command: `python -m bench.determinism`. Run {res['started']} ({res['total_s']:.0f} s); searcher commit {res['machine']['searcher_commit']}; "
+        f"Command: `python -m bench.determinism`. Run {res['started']} ({res['total_s']:.0f} s); checkout {res['machine']['searcher_commit']}, searcher/ code of commit {res.get('searcher_code', '?')}; "
         f"library {res['files']} files, {res['queries']} queries; 1-min load {res['load1_start']} -> {res['load1_end']} (2 cores, shared).",
         "",
         "Run 1 is the reference. Groups compared as sets of files (by canonical name); top-10 lists in order.",
@@ -193,7 +193,9 @@ def main(argv=None) -> None:
         materialise(base, order)
     runs = [one_run(exe, order, workers, queries, f"run{i}-{order}-w{workers}") for i, (order, workers) in enumerate(RUNS, 1)]
     comparisons = [compare(runs[0], r) for r in runs]
-    res = {"started": started, "total_s": round(time.time() - t0, 1), "machine": machine_info(), "files": len(list(base.iterdir())), "queries": len(queries), "load1_start": load_start, "load1_end": round(os.getloadavg()[0], 2), "runs": runs, "comparisons": comparisons}
+    from bench.realedits_report import searcher_code_commit
+
+    res = {"searcher_code": searcher_code_commit(), "started": started, "total_s": round(time.time() - t0, 1), "machine": machine_info(), "files": len(list(base.iterdir())), "queries": len(queries), "load1_start": load_start, "load1_end": round(os.getloadavg()[0], 2), "runs": runs, "comparisons": comparisons}
     write_json(RESULTS / "determinism.json", res)
     (RESULTS / "determinism.md").write_text(render(res))
     print(render(res))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat as stat_module
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -33,6 +34,41 @@ class FileStat:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class PathIdentity:
+    """What a path names on disk: every symlink to a file and every hard link of it share one.
+
+    Two catalog paths with the same identity are one file under two names, never two copies."""
+
+    device: int
+    inode: int
+    real_path: str  # the path with every symlink resolved
+
+
+def path_identity(path: str | os.PathLike) -> PathIdentity | None:
+    """The identity of the file `path` resolves to; None when it cannot be stat()ed (gone, unreadable)."""
+    try:
+        st = os.stat(path)  # follows symlinks: a link and its target get the same identity
+    except (OSError, ValueError):
+        return None
+    return PathIdentity(st.st_dev, st.st_ino, os.path.realpath(path))
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A folder that could not be listed, or a file that could not be stat()ed: not the same as gone."""
+
+    path: str
+    reason: str
+    folder: bool
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return (error.strerror or str(error)).lower()
+
+
 @dataclass
 class DecodedImage:
     bgr: np.ndarray  # uint8 HxWx3, EXIF orientation applied, long side <= WORK_SIZE
@@ -45,28 +81,37 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 
 def scan_files(
-    roots: Iterable[str | os.PathLike], skip: Iterable[str] = (), extensions: frozenset[str] = IMAGE_EXTENSIONS
+    roots: Iterable[str | os.PathLike],
+    skip: Iterable[str] = (),
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    unreadable: list[Unreadable] | None = None,
 ) -> Iterator[FileStat]:
-    """Every file with one of the extensions under the roots (files given directly are yielded as they are).
+    """Every regular file with one of the extensions under the roots (files given directly are yielded as they are).
 
     Directory symlinks are not followed (no loops); hidden directories and the `skip` directories
-    (the catalog itself) are left out. Each file is stat()ed once, from the scandir entry.
+    (the catalog itself) are left out; FIFOs, devices and sockets are never yielded. Each file is
+    stat()ed once, from the scandir entry. A folder that cannot be listed, or a file that exists but
+    cannot be stat()ed, is appended to `unreadable` (when given): it is not gone, and the caller
+    must not treat what it held as deleted. Something that vanished meanwhile is simply left out.
     """
     skipped = {os.path.abspath(s) for s in skip}
+    problems = unreadable if unreadable is not None else []
     for root in roots:
         root = os.path.abspath(os.fspath(root))
-        if os.path.isfile(root):
+        if not os.path.isdir(root):
             if os.path.splitext(root)[1].lower() in extensions:
-                st = os.stat(root)
-                yield FileStat(root, st.st_size, st.st_mtime_ns)
+                yield from _stat_regular(root, problems)
             continue
         stack = [root]
         while stack:
             directory = stack.pop()
             try:
                 entries = list(os.scandir(directory))
-            except OSError:
-                continue  # an unreadable folder holds nothing we can ingest
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone (or replaced by a file) since it was listed
+            except OSError as e:
+                problems.append(Unreadable(directory, _reason(e), folder=True))
+                continue
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -75,14 +120,48 @@ def scan_files(
                     elif os.path.splitext(entry.name)[1].lower() in extensions and entry.is_file():
                         st = entry.stat()
                         yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
-                except OSError:
+                except FileNotFoundError:
                     continue  # vanished between listing and stat
+                except OSError as e:
+                    problems.append(Unreadable(entry.path, _reason(e), folder=False))
+
+
+def _stat_regular(path: str, problems: list[Unreadable]) -> Iterator[FileStat]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        problems.append(Unreadable(path, _reason(e), folder=False))
+        return
+    if stat_module.S_ISREG(st.st_mode):
+        yield FileStat(path, st.st_size, st.st_mtime_ns)
+    else:
+        problems.append(Unreadable(path, "not a regular file (a FIFO, device or socket)", folder=False))
+
+
+def open_regular(path: str):
+    """A binary file object on `path`, refusing anything but a regular file before it can block.
+
+    A FIFO named x.jpg would block open() until a writer came; O_NONBLOCK makes open() return at
+    once, and fstat on the open descriptor (no race with a swapped path) refuses it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError("not a regular file (a FIFO, device or folder)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_bytes(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read()
+    except IsADirectoryError:
+        raise ImageError("not a regular file (a folder)") from None
     except PermissionError:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
@@ -192,6 +271,8 @@ __all__ = [
     "DEFAULT_MAX_MEGAPIXELS",
     "DecodedImage",
     "FileStat",
+    "PathIdentity",
+    "Unreadable",
     "IMAGE_EXTENSIONS",
     "WORK_SIZE",
     "decode",
@@ -199,6 +280,8 @@ __all__ = [
     "fit_to_work_size",
     "is_image_path",
     "load_image",
+    "open_regular",
+    "path_identity",
     "read_bytes",
     "scan_files",
     "sha256_hex",

@@ -180,7 +180,7 @@ def _hash_file(path: str) -> str:
 
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with images.open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:
@@ -486,17 +486,50 @@ class _Writer:
             index.save(self.generation)
 
 
-def _check_roots(paths: list[str]) -> list[str]:
-    roots = []
+def _check_roots(paths: list[str], warn) -> list[str]:
+    """Absolute roots with every symlink resolved (see ingest's docstring), each at most once."""
+    roots: list[str] = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
         if not os.path.exists(absolute):
             raise UsageError(f"no such file or folder: {p}")
-        roots.append(absolute)
+        real = os.path.realpath(absolute)
+        if real != absolute:
+            warn(f"{absolute} goes through a symbolic link: its files are catalogued under {real}")
+        if real not in roots:
+            roots.append(real)
     return roots
 
 
-def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary):
+def _check_save_frames(folder: str | None) -> None:
+    """--save-frames must be a folder we can write into: said once, before any work, not per video."""
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--save-frames {folder}: cannot create the folder: {e.strerror or e}") from None
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--save-frames {folder}: not a writable folder")
+
+
+def _keep_unreadable(rows: dict, unreadable: list[images.Unreadable], reporter: Reporter, summary: IngestSummary) -> None:
+    """Rows under a folder that could not be listed, or of a file that could not be stat()ed, are
+    neither missing nor changed: they are left untouched (and count as unchanged), said once each."""
+    for problem in unreadable:
+        if problem.folder:
+            kept = [path for path in rows if _under(path, [problem.path])]
+        else:
+            kept = [problem.path] if problem.path in rows else []
+        for path in kept:
+            del rows[path]
+        summary.unchanged += len(kept)
+        what = "folder" if problem.folder else "file"
+        tail = f"; its {len(kept)} catalogued files are kept" if problem.folder else ("; its catalog entry is kept" if kept else "")
+        reporter.warn(f"cannot read {what} {problem.path}: {problem.reason}{tail}")
+
+
+def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary, unreadable=()):
     """Split the scan into tasks and rows that went missing, without reading any file."""
     with new_session(engine) as session:
         # Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most.
@@ -529,6 +562,7 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
         else:
             summary.unchanged += 1
             still_failed += row.status == STATUS_FAILED
+    _keep_unreadable(rows, list(unreadable), reporter, summary)
     if still_failed:
         reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
     return tasks, rows, known_hashes
@@ -540,17 +574,26 @@ def ingest(
     options: IngestOptions | None = None,
     reporter: Reporter | None = None,
 ) -> IngestSummary:
-    """Bring the catalog in line with the image files under `paths` (see the module docstring)."""
+    """Bring the catalog in line with the image files under `paths` (see the module docstring).
+
+    Paths are catalogued with their symlinks resolved at the roots: a folder ingested once as
+    `real/` and once through `alias -> real` is one set of rows, never two copies of each file.
+    Symlinked files inside a folder keep their own path (a query may name either); searcher.dups
+    collapses paths that name one file (images.path_identity) and never moves such a file.
+    A folder that cannot be listed is not an empty folder: its rows are kept untouched.
+    """
     options = options or IngestOptions()
     reporter = reporter or Reporter()
-    roots = _check_roots([os.fspath(p) for p in paths])
+    roots = _check_roots([os.fspath(p) for p in paths], reporter.warn)
+    _check_save_frames(options.sampling.save_frames)
     engine = open_catalog(location, create=True)
     summary = IngestSummary()
     try:
         extractors = build_extractors(options.signatures)
         scanned: dict[str, images.FileStat] = {}
         extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        for stat in images.scan_files(roots, skip=[str(location.directory)], extensions=extensions):
+        unreadable: list[images.Unreadable] = []
+        for stat in images.scan_files(roots, skip=[str(location.directory)], extensions=extensions, unreadable=unreadable):
             try:
                 stat.path.encode("utf-8")
             except UnicodeEncodeError:
@@ -559,7 +602,7 @@ def ingest(
                 reporter.failed(stat.path, "file name is not valid UTF-8")
                 continue
             scanned[stat.path] = stat
-        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary)
+        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary, unreadable)
         if not tasks and not missing:
             return summary  # nothing changed: not even the indexes are opened
         writer = _Writer(engine, location, extractors, summary, reporter, missing)

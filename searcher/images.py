@@ -156,6 +156,16 @@ def open_regular(path: str):
         raise
 
 
+# Failures of read_bytes that say nothing about the bytes: a chmod or a remount fixes them without
+# touching size or mtime, so ingest retries such files on every run (see is_access_error).
+ACCESS_ERRORS = ("permission denied", "cannot read file", "file vanished")
+
+
+def is_access_error(reason: str | None) -> bool:
+    """True for a stored failure reason that came from reading the file, not from its content."""
+    return bool(reason) and reason.startswith(ACCESS_ERRORS)
+
+
 def read_bytes(path: str) -> bytes:
     try:
         with open_regular(path) as f:
@@ -212,10 +222,10 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     flag = _reduced_flag(*size) if (size and is_jpeg) else cv2.IMREAD_COLOR
-    try:
-        bgr = cv2.imdecode(buffer, flag)
-    except cv2.error as e:
-        raise ImageError(f"cannot decode image: {str(e).strip().splitlines()[-1]}") from None
+    bgr = _imdecode(buffer, flag)
+    if bgr is None and data[:4] in (b"II*\0", b"MM\0*"):
+        # OpenCV's colour path refuses TIFFs with 32-bit (float) samples; the unchanged path reads them.
+        bgr = _imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if bgr is None:
         if size is None:
             raise ImageError("not a recognised image format")
@@ -224,12 +234,32 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
         # Pillow could not read the header but OpenCV decoded it: apply the limit afterwards.
         if bgr.shape[0] * bgr.shape[1] / 1e6 > max_megapixels:
             raise ImageError(f"image above --max-megapixels {max_megapixels:g}")
-    if bgr.ndim == 2:
-        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
-    if bgr.dtype != np.uint8:
-        bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / max(1.0, float(bgr.max())))
+    bgr = _to_bgr8(bgr)
     height, width = _full_size(bgr, size, flag)
     return DecodedImage(bgr=fit_to_work_size(bgr), width=width, height=height)
+
+
+def _imdecode(buffer: np.ndarray, flag: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buffer, flag)
+    except cv2.error as e:
+        raise ImageError(f"cannot decode image: {' '.join(str(e).split())}") from None
+
+
+def _to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (grey, BGRA, 16-bit, float) -> 3-channel uint8 BGR.
+
+    Deeper samples are scaled so the largest value becomes 255 (floats in [0, 1] stay in [0, 1])."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    if image.dtype != np.uint8:
+        values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        image = cv2.convertScaleAbs(values, alpha=255.0 / max(1.0, float(np.abs(values).max())))
+    return np.ascontiguousarray(image)
 
 
 def _full_size(bgr: np.ndarray, header_size: tuple[int, int] | None, flag: int) -> tuple[int, int]:
@@ -278,6 +308,7 @@ __all__ = [
     "decode",
     "expand_image_args",
     "fit_to_work_size",
+    "is_access_error",
     "is_image_path",
     "load_image",
     "open_regular",

@@ -35,7 +35,7 @@ from searcher.catalog import (
     new_session,
     open_catalog,
 )
-from searcher.errors import ImageError, SearcherError, UsageError
+from searcher.errors import ImageError, SearcherError, UsageError, one_line
 from searcher.features import DEFAULT_SIGNATURES, build_extractors
 from searcher.index import open_index
 from searcher.video import VIDEO_EXTENSIONS, Sampling, is_video_path, sample_video
@@ -414,11 +414,12 @@ class _Writer:
             session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
             self._drop_children(session, row.id, index_removes)
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
         row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
+        row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
+        self.summary.failures.append((task.path, reason))
+        self.reporter.failed(task.path, reason)
 
     def _apply_known_bytes(self, session, row, task: Task, result: Result, index_adds) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
@@ -534,7 +535,8 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
     with new_session(engine) as session:
         # Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most.
         files = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
+            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling,
+            ImageRow.error,
         ).where(ImageRow.parent_id.is_(None))
         rows = {r.path: r for r in session.execute(files) if _under(r.path, roots)}
         stale: dict[int, list[str]] = {}
@@ -555,6 +557,8 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
         row = rows.pop(path, None)
         if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
             tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.status == STATUS_FAILED and images.is_access_error(row.error):
+            tasks.append(Task(path, stat.size, stat.mtime_ns))  # chmod changes no mtime: try again
         elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
             tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
         elif row.id in stale:

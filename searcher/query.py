@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from searcher import images
 from searcher.catalog import CatalogLocation, ImageRow, SignatureRow, get_generation, new_session, open_catalog
-from searcher.errors import ImageError, UsageError
+from searcher.errors import ImageError, UsageError, one_line
 from searcher.features import build_extractor
 from searcher.features.histogram import METHODS, HistogramExtractor, method_similarity
 from searcher.features.orb import OrbExtractor, Verification
@@ -115,7 +115,11 @@ class Searcher:
             result.error = str(e)
             return result
         # Each signature as a list of query variants (e.g. flips); a candidate's best variant counts.
-        signatures = {name: extractor.query_signatures(image.bgr) for name, extractor in self.extractors.items()}
+        try:
+            signatures = {name: extractor.query_signatures(image.bgr) for name, extractor in self.extractors.items()}
+        except Exception as e:  # one image a feature library chokes on must not abort a folder of queries
+            result.error = one_line(f"signature failed: {type(e).__name__}: {e}")
+            return result
         result.timings["extract"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

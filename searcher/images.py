@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import stat as stat_module
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -222,7 +224,7 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     flag = _reduced_flag(*size) if (size and is_jpeg) else cv2.IMREAD_COLOR
-    bgr = _imdecode(buffer, flag)
+    bgr = _decode_jpeg_checked(buffer, flag) if is_jpeg else _imdecode(buffer, flag)
     if bgr is None and data[:4] in (b"II*\0", b"MM\0*"):
         # OpenCV's colour path refuses TIFFs with 32-bit (float) samples; the unchanged path reads them.
         bgr = _imdecode(buffer, cv2.IMREAD_UNCHANGED)
@@ -244,6 +246,41 @@ def _imdecode(buffer: np.ndarray, flag: int) -> np.ndarray | None:
         return cv2.imdecode(buffer, flag)
     except cv2.error as e:
         raise ImageError(f"cannot decode image: {' '.join(str(e).split())}") from None
+
+
+# libjpeg warnings that mean part of the picture was never in the file: libjpeg fills it with
+# grey and OpenCV reports success (a header claiming 8000x8000 over 640x360 of data decodes "fine").
+# Other warnings ("N extraneous bytes before marker") are common in sound camera files.
+MISSING_DATA_WARNINGS = ("premature end of data segment", "premature end of jpeg file")
+
+
+def _decode_jpeg_checked(buffer: np.ndarray, flag: int) -> np.ndarray | None:
+    """cv2.imdecode of a JPEG that fails on libjpeg's missing-data warnings.
+
+    OpenCV only prints those warnings on stderr (fd 2), so fd 2 is pointed at a temporary file for
+    the call; whatever else was written meanwhile is passed on to the real stderr. Decoding runs
+    in one thread per process (ingest workers, the CLI), which this relies on."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: decode unchecked rather than not at all
+        return _imdecode(buffer, flag)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            bgr = _imdecode(buffer, flag)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", "replace").splitlines()
+    missing = [line for line in lines if line.strip().lower().endswith(MISSING_DATA_WARNINGS)]
+    others = [line for line in lines if line not in missing]
+    if others:
+        sys.stderr.write("\n".join(others) + "\n")
+    if missing:
+        raise ImageError(f"corrupt or truncated image data ({missing[0].strip()})")
+    return bgr
 
 
 def _to_bgr8(image: np.ndarray) -> np.ndarray:

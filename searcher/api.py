@@ -80,7 +80,9 @@ def reindex(catalog=None) -> dict[str, int]:
         return opened.reindex()
 
 
-def duplicates(catalog=None, threshold: float = DEFAULT_THRESHOLD, neighbours: int | None = None, workers: int = 0, reporter=None):
+def duplicates(
+    catalog=None, threshold: float = DEFAULT_THRESHOLD, neighbours: int | None = None, workers: int = 0, reporter=None
+):
     """Near-duplicate groups of an existing catalog with the figures of the run -> DupsResult."""
     from searcher.catalog import Catalog
 

@@ -104,7 +104,7 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _file_rows(catalog: "Catalog") -> list[Member]:
+def _file_rows(catalog: Catalog) -> list[Member]:
     """Catalog rows that are image files (status ok, an absolute path: not a video frame key)."""
     return [
         Member(r.id, r.path, r.sha256 or "", r.width or 0, r.height or 0, r.size or 0, r.mtime_ns or 0)
@@ -134,7 +134,10 @@ def _candidate_pairs(indexes: dict, vectors: dict, ids: np.ndarray, neighbours: 
             block_rows = rows[start : start + 1024]
             labels, _ = index.search_many(matrix[block_rows], neighbours + 1)  # +1: the image itself comes back
             block = [
-                (k, position[int(j)]) for k, row in zip(block_rows, labels) for j in row if int(j) in position and position[int(j)] != k
+                (k, position[int(j)])
+                for k, row in zip(block_rows, labels)
+                for j in row
+                if int(j) in position and position[int(j)] != k
             ]
             if block:
                 found.append(np.array(block, dtype=np.int64))
@@ -206,7 +209,7 @@ def _verify_task(task: tuple[np.ndarray, np.ndarray, dict[int, bytes]]) -> np.nd
     return out
 
 
-def _verify(catalog: "Catalog", pairs_ids: np.ndarray, needed: np.ndarray, workers: int, reporter: Reporter) -> np.ndarray:
+def _verify(catalog: Catalog, pairs_ids: np.ndarray, needed: np.ndarray, workers: int, reporter: Reporter) -> np.ndarray:
     """RANSAC inliers of each pair of image ids (0 where it was not worth running, see match_orb)."""
     inliers = np.zeros(len(pairs_ids), dtype=np.int64)
     if not len(pairs_ids):
@@ -247,7 +250,9 @@ def _collect(inliers: np.ndarray, start: int, result: np.ndarray, reporter: Repo
     reporter.advance(len(result))
 
 
-def _mirror_check(catalog: "Catalog", members: list[Member], pairs: np.ndarray, reporter: Reporter, needed: np.ndarray) -> np.ndarray:
+def _mirror_check(
+    catalog: Catalog, members: list[Member], pairs: np.ndarray, reporter: Reporter, needed: np.ndarray
+) -> np.ndarray:
     """Inliers of the pairs with the first image decoded again and mirrored (ORB is not flip-invariant)."""
     orb = catalog.extractors["orb"]
     stored = catalog.stored_signatures(sorted({members[int(b)].image_id for _, b in pairs}), "orb")
@@ -272,7 +277,7 @@ def _mirror_check(catalog: "Catalog", members: list[Member], pairs: np.ndarray, 
 
 
 def find_duplicates(
-    catalog: "Catalog",
+    catalog: Catalog,
     threshold: float = DEFAULT_THRESHOLD,
     neighbours: int = DEFAULT_NEIGHBOURS,
     workers: int = 0,
@@ -316,7 +321,9 @@ def find_duplicates(
     return result
 
 
-def _verified_scores(catalog: "Catalog", members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result) -> np.ndarray:
+def _verified_scores(
+    catalog: Catalog, members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result
+) -> np.ndarray:
     """Pair scores after ORB verification of the pairs that can still pass, and the mirror re-check."""
     ids = np.array([m.image_id for m in members], dtype=np.int64)
     has_orb = "orb" in catalog.extractors

@@ -52,7 +52,7 @@ class Reporter:
     def failed(self, path: str, reason: str) -> None: ...
 
 
-def run(catalog: "Catalog", paths, options: IngestOptions | None = None, reporter: Reporter | None = None) -> IngestSummary:
+def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter: Reporter | None = None) -> IngestSummary:
     """Bring the catalog in line with the image files under `paths` (see the module docstring):
     scan -> plan (diff) -> extract (process pool) -> apply (one writer) -> save the indexes."""
     from searcher.features import build_extractors

@@ -37,7 +37,7 @@ def check_roots(paths: list[str]) -> list[str]:
     return roots
 
 
-def scan(roots: list[str], skip: list[str], summary: "IngestSummary", reporter: "Reporter") -> dict[str, images.FileStat]:
+def scan(roots: list[str], skip: list[str], summary: IngestSummary, reporter: Reporter) -> dict[str, images.FileStat]:
     """Image and video files under the roots; a name that is not valid UTF-8 is a failure."""
     scanned: dict[str, images.FileStat] = {}
     for stat in images.scan_files(roots, skip=skip, extensions=images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS):
@@ -52,7 +52,7 @@ def scan(roots: list[str], skip: list[str], summary: "IngestSummary", reporter: 
     return scanned
 
 
-def stale_rows(catalog: "Catalog", extractors) -> dict[int, list[str]]:
+def stale_rows(catalog: Catalog, extractors) -> dict[int, list[str]]:
     """File row id -> names of the signatures it lacks in their current version."""
     stale: dict[int, list[str]] = {}
     for extractor in extractors:
@@ -62,7 +62,7 @@ def stale_rows(catalog: "Catalog", extractors) -> dict[int, list[str]]:
     return stale
 
 
-def plan(catalog: "Catalog", roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter, summary):
+def plan(catalog: Catalog, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter, summary):
     """(tasks, missing rows by path, known sha256 values): the scan split into work, without reading any file."""
     rows = {r.path: r for r in catalog.store.file_rows() if under(r.path, roots)}
     stale = stale_rows(catalog, extractors)

@@ -74,7 +74,7 @@ def _move_file(source: str, target: str) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
         shutil.copystat(source, target)
         if os.path.getsize(target) != os.path.getsize(source):  # keep both rather than risk the only copy
-            raise OSError(f"copy to {target} is incomplete; the original is left in place")
+            raise OSError(f"copy to {target} is incomplete; the original is left in place") from None
     os.unlink(source)
 
 
@@ -106,7 +106,7 @@ def _why_not(move: Move, keep_of: dict, safe_groups: dict) -> str | None:
     return reason
 
 
-def _log_move(log, move: Move, catalog: "Catalog | None") -> None:
+def _log_move(log, move: Move, catalog: Catalog | None) -> None:
     """Append the move to the log and flush it to disk: the log knows of the move before the file system does."""
     entry = {
         "format": LOG_FORMAT,
@@ -125,7 +125,7 @@ def _log_move(log, move: Move, catalog: "Catalog | None") -> None:
 
 
 def move_duplicates(
-    groups: list[Group], moves: list[Move], log_path: str | os.PathLike, catalog: "Catalog | None" = None, warn=None
+    groups: list[Group], moves: list[Move], log_path: str | os.PathLike, catalog: Catalog | None = None, warn=None
 ) -> MoveOutcome:
     """Carry out planned moves: each logged (and flushed) before it is done, then the catalog row re-pointed."""
     warn = warn or (lambda message: None)
@@ -154,7 +154,7 @@ def move_duplicates(
     return outcome
 
 
-def _repoint(catalog: "Catalog", old: str, new: str, warn) -> None:
+def _repoint(catalog: Catalog, old: str, new: str, warn) -> None:
     """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it unchanged)."""
     if not catalog.store.repoint(old, new):
         warn(f"catalog already has a row for {new}; run searcher ingest to reconcile")
@@ -187,7 +187,7 @@ def read_log(log_path: str | os.PathLike) -> list[dict]:
     return entries
 
 
-def undo_moves(log_path: str | os.PathLike, catalog: "Catalog | None" = None, warn=None) -> UndoOutcome:
+def undo_moves(log_path: str | os.PathLike, catalog: Catalog | None = None, warn=None) -> UndoOutcome:
     """Move every logged file back, newest move first, never overwriting; re-point the catalog rows.
 
     The catalog is `catalog`, else the one each log line names. Entries already undone, or whose

@@ -55,7 +55,7 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def available_metrics(catalog: "Catalog") -> tuple[str, ...]:
+def available_metrics(catalog: Catalog) -> tuple[str, ...]:
     """The rankings this catalog can give: fused, then each signature it holds."""
     available = [m for m in VECTOR_METRICS if m in catalog.indexes]
     if "orb" in catalog.extractors:
@@ -63,7 +63,7 @@ def available_metrics(catalog: "Catalog") -> tuple[str, ...]:
     return ("fused", *available) if available else ()
 
 
-def _check(catalog: "Catalog", metric: str, hist_method: str) -> None:
+def _check(catalog: Catalog, metric: str, hist_method: str) -> None:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     if hist_method not in METHODS:
@@ -74,7 +74,7 @@ def _check(catalog: "Catalog", metric: str, hist_method: str) -> None:
 
 
 def query(
-    catalog: "Catalog",
+    catalog: Catalog,
     path: str,
     top: int = 10,
     metric: str = "fused",
@@ -112,7 +112,7 @@ def query(
     return result
 
 
-def _candidates(catalog: "Catalog", signatures: dict, metric: str, shortlist: int) -> list[int]:
+def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int) -> list[int]:
     """Union of the shortlists of the searched indexes, in the order found."""
     searched = [metric] if metric in VECTOR_METRICS else [m for m in VECTOR_METRICS if m in catalog.indexes]
     candidates: dict[int, None] = {}
@@ -125,7 +125,7 @@ def _candidates(catalog: "Catalog", signatures: dict, metric: str, shortlist: in
     return list(candidates)
 
 
-def _rerank(catalog: "Catalog", ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
+def _rerank(catalog: Catalog, ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
     """Fused order, the best `depth` verified with ORB: score (fused + v) / 2 (inliers alone for --metric orb)."""
     fused = scoring.fuse_rows([similarities[name] for name in similarities], len(ids))
     # The ORB metric ranks a deeper fused shortlist by inliers alone.
@@ -150,7 +150,7 @@ def _rerank(catalog: "Catalog", ids, similarities, raw, signatures: dict, metric
     return hits[:top]
 
 
-def _exact_scores(catalog: "Catalog", ids: list[int], signatures: dict, hist_method: str):
+def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_method: str):
     """Per metric, the similarity of every candidate (NaN where it lacks that signature) and raw values."""
     similarities: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
@@ -167,7 +167,7 @@ def _exact_scores(catalog: "Catalog", ids: list[int], signatures: dict, hist_met
     return similarities, raw
 
 
-def _raw_values(catalog: "Catalog", name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
+def _raw_values(catalog: Catalog, name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
     """hist: the compareHist value against the query; mse: the lowest MSE over the query's variants;
     cosine spaces (unit vectors stored): the highest cosine over the query's variants."""
     if name == "hist":
@@ -196,7 +196,7 @@ def _hit(image_id: int, score: float, similarities, raw, k: int) -> Hit:
     return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
 
-def _fill_paths(catalog: "Catalog", hits: list[Hit]) -> None:
+def _fill_paths(catalog: Catalog, hits: list[Hit]) -> None:
     if not hits:
         return
     found = catalog.store.hit_rows([h.image_id for h in hits])
@@ -208,7 +208,9 @@ def _fill_paths(catalog: "Catalog", hits: list[Hit]) -> None:
             hit.box = tuple(int(v) for v in box.split(",")) if box else None
 
 
-def query_paths(catalog: "Catalog", paths: list[str], top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya") -> list[QueryResult]:
+def query_paths(
+    catalog: Catalog, paths: list[str], top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya"
+) -> list[QueryResult]:
     """Query every image given (folders expand to the images inside them)."""
     files = images.expand_image_args(paths)
     for p in paths:

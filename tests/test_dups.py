@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from conftest import SAMPLE
 from typer.testing import CliRunner
@@ -186,7 +185,7 @@ def library(tmp_path):
     """A writable folder: three originals with their copies, and two distinct photos, ingested."""
     root = tmp_path / "lib"
     groups = list(manifest_groups(SAMPLE).items())[:3]
-    for original, members in groups:
+    for _original, members in groups:
         for path in members:
             target = root / Path(path).relative_to(SAMPLE)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,6 @@ def walker_frames(n=60):
     return frames
 
 
-
-
 @pytest.fixture
 def video_dir(tmp_path):
     folder = tmp_path / "videos"

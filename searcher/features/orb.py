@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
-
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256

@@ -261,6 +261,7 @@ def undo(
         envvar="SEARCHER_CATALOG",
         help="Catalog to re-point [default: the one the log names]",
         show_default=False,
+        metavar="<path>",
     ),
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""

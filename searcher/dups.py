@@ -15,6 +15,10 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
    A member's score is the best score of its linked pairs.
+5. One file, one member: paths that name the same file (a symlink and its target, hard links of
+   one inode: images.path_identity) are collapsed into one member, the path that is not a symlink
+   first. Moving one of them would free nothing (or leave a link dangling); a group left with one
+   file is no group.
 
 The copy to keep and the group id: searcher.keep. Moves and their undo: searcher.moves.
 """
@@ -366,6 +370,23 @@ def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> lis
         components.setdefault(union.find(int(k)), []).append(int(k))
     groups = []
     for positions in components.values():
-        group_members = [Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions]
-        groups.append(make_group(group_members))
+        group_members = _one_per_file([Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions])
+        if len(group_members) >= 2:
+            groups.append(make_group(group_members))
     return sorted_groups(groups)
+
+
+def _one_per_file(group_members: list[Member]) -> list[Member]:
+    """One member per file on disk (step 5): of the paths naming one file, the one that is not a
+    symlink, then the first in sort order; it keeps the best score of them."""
+    by_file: dict[object, list[Member]] = {}
+    for m in group_members:
+        identity = images.path_identity(m.path)
+        key = (identity.device, identity.inode) if identity is not None else m.path
+        by_file.setdefault(key, []).append(m)
+    out = []
+    for names in by_file.values():
+        chosen = min(names, key=lambda m: (os.path.islink(m.path), m.path))
+        chosen.score = max(m.score for m in names)
+        out.append(chosen)
+    return out

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from searcher.catalog.schema import KIND_CROP, KIND_FRAME, KIND_IMAGE, KIND_VIDEO, STATUS_FAILED, STATUS_OK, frame_key
+from searcher.errors import one_line
 from searcher.ingest_work import Result, Task
 
 if TYPE_CHECKING:
@@ -155,11 +156,12 @@ class Writer:
             batch.delete_signatures(row.id)
             changes.removes.extend(batch.drop_children(row.id))
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
         row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
+        row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
+        self.summary.failures.append((task.path, reason))
+        self.reporter.failed(task.path, reason)
 
     def _apply_known_bytes(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""

@@ -122,7 +122,7 @@ def _hash_file(path: str) -> str:
 
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with images.open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:

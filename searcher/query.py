@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searcher import images, scoring
-from searcher.errors import ImageError, UsageError
+from searcher.errors import ImageError, UsageError, one_line
 from searcher.features.histogram import METHODS, HistogramExtractor
 
 if TYPE_CHECKING:
@@ -87,12 +87,10 @@ def query(
     result = QueryResult(query=os.path.abspath(path))
     clock = time.perf_counter()
     try:
-        image = images.load_image(path, max_megapixels)
+        signatures = _query_signatures(catalog, images.load_image(path, max_megapixels).bgr)
     except ImageError as e:
         result.error = str(e)
         return result
-    # Each signature as a list of query variants (e.g. flips); a candidate's best variant counts.
-    signatures = {name: extractor.query_signatures(image.bgr) for name, extractor in catalog.extractors.items()}
     result.timings["extract"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -110,6 +108,14 @@ def query(
     result.timings["catalog"] = result.timings.get("catalog", 0.0) + time.perf_counter() - clock
     result.hits = hits
     return result
+
+
+def _query_signatures(catalog: Catalog, bgr: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Each signature as a list of query variants (e.g. flips); a candidate's best variant counts."""
+    try:
+        return {name: extractor.query_signatures(bgr) for name, extractor in catalog.extractors.items()}
+    except Exception as e:  # one image a feature library chokes on must not abort a folder of queries
+        raise ImageError(one_line(f"signature failed: {type(e).__name__}: {e}")) from None
 
 
 def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int) -> list[int]:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import PHOTOS, SAMPLE, transform
 from typer.testing import CliRunner
 
 import searcher
 from searcher.cli import app
+
+from conftest import PHOTOS, SAMPLE, transform
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AE = ("hist", "mse", "orb")

@@ -5,7 +5,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS, SAMPLE, transform
 from typer.testing import CliRunner
 
 from searcher import images
@@ -20,6 +19,8 @@ from searcher.scoring import (
     pair_score,
     required_inliers,
 )
+
+from conftest import PHOTOS, SAMPLE, transform
 
 NO_AE = ("hist", "mse", "orb")  # the verdict must not depend on whether autoencoder weights are installed here
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import SAMPLE
 from typer.testing import CliRunner
 
 from searcher.api import duplicates as find_duplicates
@@ -23,6 +22,8 @@ from searcher.errors import UsageError
 from searcher.ingest import IngestOptions
 from searcher.keep import Member, choose_keep, group_id
 from searcher.moves import plan_moves, read_log
+
+from conftest import SAMPLE
 
 SIGNATURES = ("hist", "mse", "orb")  # not ae: the figures below must not depend on installed weights
 runner = CliRunner()

@@ -6,7 +6,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS, ingest_quiet
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -16,6 +15,8 @@ from searcher.catalog.engine import open_engine
 from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import UsageError
 from searcher.ingest import IngestOptions
+
+from conftest import PHOTOS, ingest_quiet
 
 SIGNATURES = ("hist", "mse", "orb")
 

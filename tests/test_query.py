@@ -2,11 +2,12 @@
 
 import cv2
 import pytest
-from conftest import PHOTOS, TRANSFORMS, transform
 
 from searcher.api import query_paths
 from searcher.catalog import Catalog
 from searcher.errors import CatalogError, UsageError
+
+from conftest import PHOTOS, TRANSFORMS, transform
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS, SAMPLE
 
 from searcher.dups import DupsResult
 from searcher.keep import Group, Member
 from searcher.query import Hit, QueryResult
 from searcher.report import THUMB_SIDE, write_dups_html, write_query_html
+
+from conftest import PHOTOS, SAMPLE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

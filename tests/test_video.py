@@ -3,12 +3,13 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS
 
 from searcher.api import ingest
 from searcher.catalog import Catalog
 from searcher.ingest import IngestOptions
 from searcher.video import MovingPeopleDetector, Sampling, sample_video
+
+from conftest import PHOTOS
 
 SIGNATURES = ("hist", "mse", "orb")
 

@@ -151,10 +151,17 @@ class Store:
     # ---- what an ingest plans with ----
 
     def file_rows(self) -> list:
-        """(id, path, size, mtime_ns, status, kind, sampling) of every row that is a file (not a frame or crop).
+        """(id, path, size, mtime_ns, status, kind, sampling, error) of every row that is a file (not a frame or crop).
         Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most."""
         query = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
         ).where(ImageRow.parent_id.is_(None))
         with self.session() as session:
             return session.execute(query).all()

@@ -61,7 +61,9 @@ def ingest(
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
     save_frames: Optional[Path] = typer.Option(
-        None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder."
+        None,
+        "--save-frames",
+        help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
     ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""

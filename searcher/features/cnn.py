@@ -35,7 +35,9 @@ PREPROCESSING = "1"  # bump when the preprocessing above changes: it is part of 
 MODEL_NAME = "cnn.onnx"
 INPUT_SIZE = 224
 DIM = 1280
-BATCH = 16  # images per ONNX Runtime call: past ~8 the per-image time stops falling on one thread
+# Images per ONNX Runtime call. One is fastest per image on this CPU (bench/cnn_probe.py speed: batch 16
+# costs 1.3-2x more per image, its early activations, 25 MB, no longer fit in the cache).
+BATCH = 1
 THREADS_ENV = "SEARCHER_TORCH_THREADS"
 
 

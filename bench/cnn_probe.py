@@ -5,6 +5,7 @@
     .venv/bin/python bench/cnn_probe.py retrieval --split evaluation --final   # cnn vs ae, held-out
     .venv/bin/python bench/cnn_probe.py ingest                   # images/s with and without cnn
     .venv/bin/python bench/cnn_probe.py cost                     # CPU ms/image of each ingest stage
+    .venv/bin/python bench/cnn_probe.py query                    # in-process query time by metric
 
 Splits: ../shared/corpus/photos sorted by name; even index = tuning, odd = evaluation. Every design
 choice (model, preprocessing, PCA) is made on the tuning split; the evaluation split is only scored.
@@ -417,6 +418,38 @@ def cmd_cost(args) -> None:
     (RESULTS / "cnn_cost.md").write_text("# CPU cost of each ingest stage\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
 
 
+def cmd_query(args) -> None:
+    """In-process query time on the 268-image catalog with every signature, by metric: p50 of the
+    wall time and of the process CPU time (all threads), and the p50 of the extraction stage."""
+    from searcher.catalog import CatalogLocation
+    from searcher.ingest import IngestOptions, ingest
+    from searcher.query import Searcher
+
+    folder = make_ingest_folder()
+    catalog = WORK / "query_catalog"
+    if not catalog.is_dir():
+        ingest([folder], CatalogLocation(catalog), IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
+    queries = [str(c) for c, _, _ in make_edits("tuning")][::7]
+    lines = [f"{len(queries)} tuning copies queried in process against {len(list(folder.iterdir()))} images; "
+             f"threads: ONNX Runtime default (2 cores); load {os.getloadavg()[0]:.1f}",
+             "| metric | p50 wall ms | p50 CPU ms | p50 extract wall ms |", "|---|---:|---:|---:|"]
+    with Searcher(CatalogLocation(catalog)) as searcher:
+        searcher.query(queries[0])
+        for metric in ("cnn", "ae", "fused"):
+            wall, cpu, extract = [], [], []
+            for q in queries:
+                t, c = time.perf_counter(), time.process_time()
+                result = searcher.query(q, top=10, metric=metric)
+                wall.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+                extract.append(result.timings["extract"])
+            lines.append(f"| {metric} | {1000 * np.median(wall):.0f} | {1000 * np.median(cpu):.0f} | {1000 * np.median(extract):.0f} |")
+            print(lines[-1], flush=True)
+    lines.append(f"load at end {os.getloadavg()[0]:.1f}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cnn_query.md").write_text("# in-process query time with the cnn signature\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -428,8 +461,9 @@ def main() -> None:
     i = sub.add_parser("ingest")
     i.add_argument("--repeat", type=int, default=2)
     sub.add_parser("cost")
+    sub.add_parser("query")
     args = ap.parse_args()
-    {"retrieval": cmd_retrieval, "speed": cmd_speed, "ingest": cmd_ingest, "cost": cmd_cost}[args.cmd](args)
+    {"retrieval": cmd_retrieval, "speed": cmd_speed, "ingest": cmd_ingest, "cost": cmd_cost, "query": cmd_query}[args.cmd](args)
 
 
 if __name__ == "__main__":

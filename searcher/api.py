@@ -49,7 +49,9 @@ def ingest(paths, catalog=None, options=None, reporter=None):
         return opened.ingest(paths, options, reporter)
 
 
-def query_paths(paths, catalog=None, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", warn=None):
+def query_paths(
+    paths, catalog=None, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", warn=None, verify_budget: int | None = None
+):
     """Query every image given (folders expand to their images) against an existing catalog -> [QueryResult]."""
     from searcher import images
     from searcher.catalog import Catalog
@@ -63,7 +65,7 @@ def query_paths(paths, catalog=None, top: int = 10, metric: str = "fused", hist_
     if not files:
         raise UsageError("no image files among the query paths")
     with Catalog.open(catalog, create=False, warn=warn) as opened:
-        return opened.query_paths(paths, top=top, metric=metric, hist_method=hist_method)
+        return opened.query_paths(paths, top=top, metric=metric, hist_method=hist_method, verify_budget=verify_budget)
 
 
 def info(catalog=None):

@@ -17,17 +17,21 @@ Measures (A against B):
               (what the verdict uses: dups has only the stored latents), and the best over A's
               flips/rotations (what a query uses)
 
-The verdict: the rule that `searcher dups` links two images with (PAIR_RULE below): the pair
-score is the final score of a fused query, (fused + orb) / 2, where fused is the mean of the
-signature similarities (hist: 1 - Bhattacharyya distance; mse: 1 - 2*RMSE of the best orientation;
-ae: cosine clipped to [0, 1]) and orb = clip((inliers - 8) / 24, 0, 1). Near duplicate when the
-pair score >= threshold (default 0.5): a geometrically verified pair (32+ inliers) always passes, an
-unverified one never does unless its signatures are identical, and a pair in between needs both.
-SIFT is shown for comparison with the seed; it takes no part in the verdict (it is not stored).
+    cnn       cosine of the cnn descriptors (as they are), when the catalog has them (or, with no
+              catalog, when the model is installed)
+
+The verdict: the rule that `searcher dups` links two images with and a query's p_same (PAIR_RULE
+below): p = the calibrated probability of "same picture" (searcher.calibration), from the signature
+similarities (hist: 1 - Bhattacharyya distance, weightless when either image is grey; mse: 1 - 2*RMSE
+of the best orientation of the normalised thumbnails; ae, cnn: cosine) and the ORB inliers. Near
+duplicate when p >= threshold (default 0.5). The pair is symmetric: ORB is matched with the two files
+in a fixed order (by the sha256 of their bytes), so `compare a b` and `compare b a` give the same score
+and verdict. SIFT is shown for comparison with the seed; it takes no part in the verdict (not stored).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -43,18 +47,17 @@ from searcher.scoring import (
     DEFAULT_THRESHOLD,
     FUSED_SIGNATURES,
     HOMOGRAPHY_METHOD,
-    MIN_INLIERS,
     ORIENTATIONS,
     PAIR_RULE,
     RANSAC_PIXELS,
     OrbMatches,
     cosine_similarity,
-    fuse,
+    grey_pairs,
     hist_similarity,
     match_orb,
     mse_similarity,
     orientations,
-    pair_score,
+    pair_probability,
     verification_score,
 )
 
@@ -88,8 +91,10 @@ class Comparison:
     sift_inliers: int
     ae_cosine: float | None  # the latents of the images as they are: what the fused score (and dups) uses
     ae_cosine_oriented: float | None  # the best over A's flips/rotations, as a query searches
-    similarities: dict[str, float]  # the signature similarities averaged into `fused`
-    fused: float
+    cnn_cosine: float | None  # the cnn descriptors as they are (what dups uses)
+    grey: bool  # either image is grey: the colour histogram carries no weight
+    similarities: dict[str, float]  # the signature similarities the calibrated score combines
+    fused: float  # p from the similarities alone (no inliers)
     orb_score: float
     score: float
     threshold: float
@@ -107,13 +112,13 @@ class Comparison:
     @property
     def explanation(self) -> str:
         """The verdict with the numbers that gave it, in one line."""
-        parts = " + ".join(f"{name} {value:.3f}" for name, value in self.similarities.items())
+        parts = ", ".join(f"{name} {value:.3f}" for name, value in self.similarities.items())
         verdict = "near duplicate" if self.near_duplicate else "not a near duplicate"
         relation = ">=" if self.near_duplicate else "<"
+        grey = " (grey: hist weightless)" if self.grey and "hist" in self.similarities else ""
         return (
-            f"{verdict}: score {self.score:.3f} {relation} threshold {self.threshold:g}; score = (fused + orb) / 2, "
-            f"fused = mean({parts}) = {self.fused:.3f}, orb = clip(({self.orb_inliers} inliers - {MIN_INLIERS}) / "
-            f"{3 * MIN_INLIERS}, 0, 1) = {self.orb_score:.3f}"
+            f"{verdict}: p(same picture) {self.score:.3f} {relation} threshold {self.threshold:g}; calibrated from "
+            f"{parts}{grey} -> {self.fused:.3f} before verification, and {self.orb_inliers} ORB inliers"
         )
 
 
@@ -194,15 +199,54 @@ def _ae_cosines(bgr_a: np.ndarray, bgr_b: np.ndarray, signatures, warn) -> tuple
     return cosine, max([cosine, *(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))])
 
 
-def _similarities(bhattacharyya: float, mse: float, ae_cosine: float | None, signatures) -> dict[str, float]:
-    """The similarities the fused score averages: those of the catalog's signatures (all when None)."""
+def _cnn_cosine(bgr_a: np.ndarray, bgr_b: np.ndarray, signatures, warn) -> float | None:
+    """Cosine of the cnn descriptors of the images as they are, or None when not used (as _autoencoder)."""
+    if signatures is not None and "cnn" not in signatures:
+        return None
+    from searcher.features import build_extractor
+
+    try:
+        cnn = build_extractor("cnn")
+        a, b = cnn.extract_batch([bgr_a, bgr_b])
+    except SearcherError as e:
+        if signatures is not None and warn:
+            warn(f"cnn left out: {e}")
+        return None
+    return float(np.dot(cnn.embedding(a), cnn.embedding(b)))
+
+
+def _similarities(bhattacharyya: float, mse: float, ae_cosine: float | None, cnn_cosine: float | None, signatures) -> dict[str, float]:
+    """The similarities the calibrated score combines: those of the catalog's signatures (all when None)."""
     wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
     similarities = {
         "hist": hist_similarity("bhattacharyya", bhattacharyya),
         "mse": mse_similarity(mse),
         "ae": None if ae_cosine is None else cosine_similarity(ae_cosine),
+        "cnn": None if cnn_cosine is None else cosine_similarity(cnn_cosine),
     }
     return {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {e.strerror}") from None
+    return digest.hexdigest()
+
+
+def _symmetric_orb(path_a, path_b, bgr_a: np.ndarray, bgr_b: np.ndarray) -> tuple[OrbMatches, bool, int, int]:
+    """_orb_measures with the two files in a fixed order (sha256 of the bytes, then the path), reported
+    as A against B: the ORB figures of (a, b) and (b, a) are the same."""
+    if (_sha256(path_a), os.fspath(path_a)) <= (_sha256(path_b), os.fspath(path_b)):
+        return _orb_measures(bgr_a, bgr_b)
+    matches, mirrored, keypoints_b, keypoints_a = _orb_measures(bgr_b, bgr_a)
+    matches.points_a, matches.points_b = matches.points_b, matches.points_a
+    matches.pairs = [(j, i, d) for i, j, d in matches.pairs]
+    return matches, mirrored, keypoints_a, keypoints_b
 
 
 def compare_images(
@@ -224,15 +268,18 @@ def compare_images(
     hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
     hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
     oriented, best = _oriented_mse(bgr_a, bgr_b)
-    orb_matches, mirrored, keypoints_a, keypoints_b = _orb_measures(bgr_a, bgr_b)
+    orb_matches, mirrored, keypoints_a, keypoints_b = _symmetric_orb(path_a, path_b, bgr_a, bgr_b)
     verification = orb_matches.verification
     grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
     sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
     ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
+    cnn_cosine = _cnn_cosine(bgr_a, bgr_b, signatures, warn)
 
-    similarities = _similarities(hist_values["bhattacharyya"], float(oriented[best]), ae_cosine, signatures)
-    fused = fuse(similarities)
-    score = pair_score(fused, verification.inliers)
+    similarities = _similarities(hist_values["bhattacharyya"], float(oriented[best]), ae_cosine, cnn_cosine, signatures)
+    grey = bool(grey_pairs(hist_a, hist_b)[0])
+    has_orb = signatures is None or "orb" in signatures
+    fused = pair_probability(similarities, grey, 0 if has_orb else None)
+    score = pair_probability(similarities, grey, verification.inliers if has_orb else None)
     return Comparison(
         a=os.path.abspath(path_a),
         b=os.path.abspath(path_b),
@@ -252,6 +299,8 @@ def compare_images(
         sift_inliers=sift_inliers,
         ae_cosine=ae_cosine,
         ae_cosine_oriented=ae_cosine_oriented,
+        cnn_cosine=cnn_cosine,
+        grey=grey,
         similarities=similarities,
         fused=fused,
         orb_score=verification_score(verification.inliers),

@@ -2,13 +2,14 @@
 
 Grouping recipe (no n x n matrix; the work grows with n * neighbours):
 1. Candidates: each image's `neighbours` nearest images in every vector index of the catalog
-   (hist, mse, ae: each searched with the image's own stored vector), plus every pair of files with
+   (hist, mse, ae, cnn: each searched with the image's own stored vector), plus every pair of files with
    the same bytes (sha256), which are linked with score 1 without further work.
-2. Exact fused score of each candidate pair from the stored vectors, as a query computes it: the mean
-   of hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae cosine.
+2. Exact similarities of each candidate pair from the stored vectors, as a query computes them
+   (hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae and cnn
+   cosine), and the calibrated logit of "same picture" (searcher.scoring.calibrate).
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
-   homography inliers. The pair rule is searcher.scoring's: score = (fused + orb) / 2 >= threshold,
-   orb = clip((inliers - 8) / 24, 0, 1). From its fused score each pair needs a number of inliers;
+   homography inliers. The pair rule is searcher.scoring's: p(same picture) >= threshold. From its
+   similarities each pair needs a number of inliers;
    the homography is skipped when there are fewer matches than that (exact). ORB is not
    flip-invariant, so a pair whose thumbnails match best with one mirrored, and closely (mse
    similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searcher import images, scoring
+from searcher.calibration import sigmoid
 from searcher.errors import SearcherError, UsageError
 from searcher.keep import Group, Member, choose_keep, group_id, keep_key, make_group, sorted_groups
 from searcher.scoring import DEFAULT_THRESHOLD, FUSED_SIGNATURES
@@ -152,27 +154,28 @@ def _candidate_pairs(indexes: dict, vectors: dict, ids: np.ndarray, neighbours: 
     return np.unique(pairs, axis=0)
 
 
-def _fused_scores(pairs: np.ndarray, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(fused score, mirror similarity) of each pair, computed in blocks with searcher.scoring's
-    similarities (hist from the stored sqrt-histograms, mse over the 8 orientations, ae cosine of
-    unit latents). The mirror similarity is the mse similarity when the thumbnails match best with
-    one of them mirrored, else 0."""
-    fused = np.zeros(len(pairs))
+def _calibrated(pairs: np.ndarray, vectors: dict, has_orb: bool) -> tuple[scoring.Calibrated, np.ndarray]:
+    """(calibrated logits of each pair, mirror similarity), computed in blocks with searcher.scoring's
+    similarities (hist from the stored sqrt-histograms, mse over the 8 orientations, ae and cnn cosine
+    of unit vectors) and grey flags (from the histograms). The mirror similarity is the mse similarity
+    when the thumbnails match best with one of them mirrored, else 0."""
+    sims = {name: np.full(len(pairs), np.nan) for name in vectors}
+    grey = np.zeros(len(pairs), dtype=bool)
     mirror = np.zeros(len(pairs))
     for start in range(0, len(pairs), SCORE_BLOCK):
         a, b = pairs[start : start + SCORE_BLOCK, 0], pairs[start : start + SCORE_BLOCK, 1]
-        sims = []
-        if "hist" in vectors:
-            sims.append(scoring.bhattacharyya_similarity(vectors["hist"][1][a], vectors["hist"][1][b]))
-        if "mse" in vectors:
-            low, best = scoring.oriented_mse(vectors["mse"][1][a], vectors["mse"][1][b])
-            similarity = np.where(np.isnan(low), np.nan, scoring.mse_similarity(np.nan_to_num(low)))
-            sims.append(similarity)
-            mirror[start : start + len(a)] = np.where(~np.isnan(low) & (best >= 4), similarity, 0.0)  # 4..7: mirrored
-        if "ae" in vectors:
-            sims.append(scoring.cosine_similarity(np.einsum("ij,ij->i", vectors["ae"][1][a], vectors["ae"][1][b])))
-        fused[start : start + len(a)] = scoring.fuse_rows(sims, len(a))
-    return fused, mirror
+        block = slice(start, start + len(a))
+        for name, (_, matrix) in vectors.items():
+            if name == "hist":
+                sims[name][block] = scoring.bhattacharyya_similarity(matrix[a], matrix[b])
+                grey[block] = scoring.grey_pairs(np.square(matrix[a]), np.square(matrix[b]))
+            elif name == "mse":
+                low, best = scoring.oriented_mse(matrix[a], matrix[b])
+                sims[name][block] = np.where(np.isnan(low), np.nan, scoring.mse_similarity(np.nan_to_num(low)))
+                mirror[block] = np.where(~np.isnan(low) & (best >= 4), sims[name][block], 0.0)  # 4..7: mirrored
+            else:
+                sims[name][block] = scoring.cosine_similarity(np.einsum("ij,ij->i", matrix[a], matrix[b]))
+    return scoring.calibrate(sims, grey, has_orb), mirror
 
 
 def _same_bytes_pairs(members: list[Member]) -> np.ndarray:
@@ -308,14 +311,14 @@ def find_duplicates(
     result.timings["neighbours"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    fused, mirror = _fused_scores(pairs, vectors)
+    scored, mirror = _calibrated(pairs, vectors, "orb" in catalog.extractors)
     hashes = np.array([m.sha256 for m in members])
     same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
-    need = np.array([_need(f, threshold) for f in fused], dtype=np.int64)  # -1: cannot pass
+    need = scored.needed(scoring.threshold_logit(threshold)).astype(np.int64)  # -1: cannot pass
     result.timings["score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    scores = _verified_scores(catalog, members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result)
+    scores = _verified_scores(catalog, members, pairs, scored, mirror, need, same_bytes, threshold, workers, reporter, result)
     result.timings["verify"] = time.perf_counter() - clock
 
     linked = np.flatnonzero(scores >= threshold)
@@ -326,7 +329,7 @@ def find_duplicates(
 
 
 def _verified_scores(
-    catalog: Catalog, members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result
+    catalog: Catalog, members, pairs, scored, mirror, need, same_bytes, threshold, workers, reporter, result
 ) -> np.ndarray:
     """Pair scores after ORB verification of the pairs that can still pass, and the mirror re-check."""
     ids = np.array([m.image_id for m in members], dtype=np.int64)
@@ -337,25 +340,20 @@ def _verified_scores(
     inliers = np.zeros(len(pairs), dtype=np.int64)
     inliers[todo] = _verify(catalog, ids[pairs[todo]], need[todo], workers, reporter)
     result.verified_pairs = len(todo)
-    scores = pair_scores(fused, inliers)
+    scores = pair_scores(scored, inliers)
     retry = np.flatnonzero((scores < threshold) & (mirror >= MIRROR_SIMILARITY) & (need >= 0) & ~same_bytes)
     if has_orb and len(retry):
         mirrored = _mirror_check(catalog, members, pairs[retry], reporter, need[retry])
         better = mirrored > inliers[retry]
         inliers[retry[better]] = mirrored[better]
-        scores[retry] = pair_scores(fused[retry], inliers[retry])
+        scores[retry] = pair_scores(scored, inliers)[retry]
     scores[same_bytes] = 1.0
     return scores
 
 
-def pair_scores(fused: np.ndarray, inliers: np.ndarray) -> np.ndarray:
-    """searcher.scoring.pair_score of every pair at once."""
-    return np.asarray(scoring.pair_score(np.asarray(fused, dtype=np.float64), np.asarray(inliers)), dtype=np.float64)
-
-
-def _need(fused: float, threshold: float) -> int:
-    needed = scoring.required_inliers(fused, threshold)
-    return -1 if needed is None else needed
+def pair_scores(scored: scoring.Calibrated, inliers: np.ndarray) -> np.ndarray:
+    """The calibrated probability of every pair at once (searcher.scoring)."""
+    return np.asarray(sigmoid(scored.logits(inliers)), dtype=np.float64)
 
 
 def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> list[Group]:

@@ -1,16 +1,18 @@
-"""Query: shortlist per metric -> exact re-scoring -> fusion -> ORB/RANSAC re-ranking.
+"""Query: candidates from every index -> exact similarities -> calibrated score -> adaptive ORB verification.
 
-Fusion rule. Every candidate found by any index is scored by every signature, each turned into
-a similarity in [0, 1] (hist: the chosen compareHist method; mse: 1 - 2*RMSE; ae: cosine), and
-the fused score is their plain mean. A mean of calibrated similarities, rather than reciprocal
-rank fusion, keeps the score meaningful on its own (it can be thresholded, and a lone
-neighbour that is far away in every metric scores low), and every candidate gets every metric
-because exact scores come from the stored vectors.
+Candidates. Every vector index (hist, mse, ae, cnn) is searched for its SHORTLIST nearest neighbours
+(with each query variant, flips/rotations, where the extractor asks for it); the union of the
+shortlists is scored exactly from the stored vectors. The candidates do not depend on --top.
 
-Re-ranking. The best RERANK_DEPTH fused candidates are verified with ORB: cross-checked Hamming
-matches, then homography inliers (MAGSAC++), mapped to v in [0, 1] (0 under MIN_INLIERS inliers).
-The final score is (fused + v) / 2, so a geometrically verified copy outranks every unverified
-candidate, and unverified candidates keep their fused order.
+Score. searcher.scoring.calibrate turns the similarities (and a grey flag) into the logit of a
+logistic model of "same picture"; ORB inliers add to it (searcher/calibration.json). The score shown
+is the probability p = sigmoid(logit); p >= 0.5 is the verdict "same picture".
+
+Adaptive verification. Candidates are verified in order of the best logit verification could give
+them; it stops when no unverified candidate could still beat the k-th best verified score (k = --top),
+or after `verify_budget` verifications. So the first hit is exact (the same for --top 1, 10 or 100)
+unless the budget runs out, and an easy query (a strong copy among weak neighbours) stops early.
+Unverified candidates rank by their score without inliers, after any that verification lifted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from searcher import images, scoring
+from searcher import calibration, images, scoring
 from searcher.errors import ImageError, UsageError, one_line
 from searcher.features.histogram import METHODS, HistogramExtractor
 
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
 
 METRICS = ("fused", "hist", "mse", "ae", "cnn", "orb")
 VECTOR_METRICS = ("hist", "mse", "ae", "cnn")
-SHORTLIST = 100  # neighbours asked of each index (at least 5x --top)
-RERANK_DEPTH = 30  # fused candidates verified with ORB (at least 2x --top; 3x that for --metric orb)
+SHORTLIST = 100  # neighbours asked of each index (more when --top asks for more)
+VERIFY_BUDGET = 300  # most ORB verifications of one query (adaptive: usually far fewer)
+ORB_CHUNK = 32  # stored ORB signatures read from the catalog at a time
 
 
 @dataclass
@@ -81,9 +84,12 @@ def query(
     hist_method: str = "bhattacharyya",
     verify: bool = True,
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
+    verify_budget: int = VERIFY_BUDGET,
 ) -> QueryResult:
     """Nearest catalog images to one image file (which need not be in the catalog)."""
     _check(catalog, metric, hist_method)
+    if verify_budget < 0:
+        raise UsageError(f"--verify-budget must be at least 0, not {verify_budget}")
     result = QueryResult(query=os.path.abspath(path))
     clock = time.perf_counter()
     try:
@@ -94,15 +100,19 @@ def query(
     result.timings["extract"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    ids = _candidates(catalog, signatures, metric, max(SHORTLIST, 5 * top))
-    similarities, raw = _exact_scores(catalog, ids, signatures, hist_method)
+    ids = _candidates(catalog, signatures, metric, max(SHORTLIST, top))
+    similarities, raw, grey = _exact_scores(catalog, ids, signatures, hist_method)
     result.timings["search"] = time.perf_counter() - clock
 
     if metric in VECTOR_METRICS:
-        order = sorted(range(len(ids)), key=lambda i: -similarities[metric][i])[:top]
-        hits = [_hit(ids[i], similarities[metric][i], similarities, raw, i) for i in order]
+        ranked = similarities["hist_raw" if metric == "hist" else metric]
+        order = sorted(range(len(ids)), key=lambda i: (-np.nan_to_num(ranked[i], nan=-1.0), ids[i]))[:top]
+        hits = [_hit(ids[i], ranked[i], similarities, raw, i) for i in order]
     else:
-        hits = _rerank(catalog, ids, similarities, raw, signatures if verify else {}, metric, top, result.timings)
+        has_orb = verify and "orb" in catalog.extractors
+        scored = scoring.calibrate({k: v for k, v in similarities.items() if k != "hist_raw"}, grey, has_orb)
+        budget = verify_budget if has_orb else 0
+        hits = _rerank(catalog, ids, scored, similarities, raw, signatures, metric, top, budget, result.timings)
     clock = time.perf_counter()
     _fill_paths(catalog, hits)
     result.timings["catalog"] = result.timings.get("catalog", 0.0) + time.perf_counter() - clock
@@ -119,47 +129,79 @@ def _query_signatures(catalog: Catalog, bgr: np.ndarray) -> dict[str, list[np.nd
 
 
 def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int) -> list[int]:
-    """Union of the shortlists of the searched indexes, in the order found."""
+    """Union of the shortlists of the searched indexes (each searched with the query variants its
+    extractor asks for; a metric alone with all of them), in the order found."""
     searched = [metric] if metric in VECTOR_METRICS else [m for m in VECTOR_METRICS if m in catalog.indexes]
     candidates: dict[int, None] = {}
     for name in searched:
         extractor = catalog.extractors[name]
         variants = signatures[name] if (metric == name or extractor.search_variants) else signatures[name][:1]
+        index = catalog.indexes[name]
         for variant in variants:
-            ids, _ = catalog.indexes[name].search(extractor.embedding(variant), shortlist)
+            ids, _ = index.search(extractor.embedding(variant), shortlist)
             candidates.update(dict.fromkeys(int(i) for i in ids))
     return list(candidates)
 
 
-def _rerank(catalog: Catalog, ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
-    """Fused order, the best `depth` verified with ORB: score (fused + v) / 2 (inliers alone for --metric orb)."""
-    fused = scoring.fuse_rows([similarities[name] for name in similarities], len(ids))
-    # The ORB metric ranks a deeper fused shortlist by inliers alone.
-    depth = max(RERANK_DEPTH, 2 * top) * (3 if metric == "orb" else 1)
-    order = sorted(range(len(ids)), key=lambda i: -fused[i])[:depth]
+def _rerank(catalog: Catalog, ids, scored, similarities, raw, signatures, metric: str, top: int, budget: int, timings) -> list[Hit]:
+    """Calibrated order, adaptively verified with ORB (see the module docstring); --metric orb ranks the
+    `budget` best candidates by inliers alone."""
     clock = time.perf_counter()
-    stored_orb = catalog.stored_signatures([ids[i] for i in order], "orb") if "orb" in signatures else {}
-    timings["catalog"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    hits = []
-    for i in order:
-        hit = _hit(ids[i], fused[i], similarities, raw, i)
-        hit.scores["fused"] = float(fused[i])
-        if "orb" in signatures:  # a candidate without an ORB signature counts as unverified
-            stored = stored_orb.get(ids[i])
-            v = scoring.best_verification(signatures["orb"], stored) if stored is not None else scoring.Verification(0, 0)
-            hit.scores.update(orb_matches=float(v.matches), orb_inliers=float(v.inliers))
-            hit.score = float(v.inliers) if metric == "orb" else scoring.pair_score(fused[i], v.inliers)
-        hits.append(hit)
+    inliers, matches, verified = _verify_adaptively(catalog, ids, scored, signatures.get("orb"), top, budget, metric == "orb")
     timings["rerank"] = time.perf_counter() - clock
-    hits.sort(key=lambda h: (-h.score, -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
-    return hits[:top]
+    logits = np.where(verified, scored.logits(inliers), scored.unverified())
+    hits = []
+    for i in range(len(ids)):
+        hit = _hit(ids[i], float(calibration.sigmoid(logits[i])), similarities, raw, i)
+        hit.scores["fused"] = float(calibration.sigmoid(scored.unverified()[i]))
+        hit.scores["p_same"] = hit.score
+        if verified[i]:
+            hit.scores.update(orb_matches=float(matches[i]), orb_inliers=float(inliers[i]))
+        if metric == "orb":
+            hit.score = float(inliers[i])
+        hits.append(hit)
+    key = (lambda k: (-inliers[k], -logits[k], ids[k])) if metric == "orb" else (lambda k: (-logits[k], -matches[k], ids[k]))
+    return [hits[k] for k in sorted(range(len(ids)), key=key)[:top]]
+
+
+def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget: int, every: bool):
+    """(inliers, matches, verified) per candidate. Candidates go in order of their upper bound; the loop
+    stops when the next bound cannot beat the top-th best verified logit (`every`: only at the budget).
+    A candidate that needs more inliers than its matches to get there skips the homography."""
+    n = len(ids)
+    inliers, matches = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    verified = np.zeros(n, dtype=bool)
+    if not variants or budget <= 0 or not n:
+        return inliers, matches, verified
+    upper = scored.upper()
+    order = sorted(range(n), key=lambda i: (-upper[i], ids[i]))[:budget]
+    best: list[float] = []  # verified logits, best first (at most `top`)
+    stored: dict[int, np.ndarray] = {}
+    for position, i in enumerate(order):
+        kth = best[top - 1] if len(best) >= top else -np.inf
+        if not every and upper[i] <= kth:
+            break
+        if position % ORB_CHUNK == 0:
+            stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")
+        signature = stored.get(ids[i])
+        need = int(scored.needed(np.nextafter(kth, np.inf))[i]) if np.isfinite(kth) and not every else 0
+        v = scoring.best_verification(variants, signature, max(need, 0)) if signature is not None else scoring.Verification(0, 0)
+        inliers[i], matches[i], verified[i] = v.inliers, v.matches, True
+        best = sorted([*best, _logit_at(scored, i, v.inliers)], reverse=True)[:top]
+    return inliers, matches, verified
+
+
+def _logit_at(scored, i: int, inliers: int) -> float:
+    return float(scored.base[i] + scored.orb_terms[i, min(inliers, calibration.INLIER_CAP)])
 
 
 def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_method: str):
-    """Per metric, the similarity of every candidate (NaN where it lacks that signature) and raw values."""
+    """Per metric, the similarity of every candidate (NaN where it lacks that signature), the raw
+    values, and whether each pair has a grey side. hist's similarity for the calibrated score is
+    always Bhattacharyya's; `hist_method` only changes the raw value shown and --metric hist."""
     similarities: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
+    grey = np.zeros(len(ids), dtype=bool)
     for name, index in catalog.indexes.items():
         sims = np.full(len(ids), np.nan, dtype=np.float64)
         values = np.full(len(ids), np.nan, dtype=np.float64)
@@ -167,10 +209,17 @@ def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_metho
         if where:
             vectors = index.vectors([ids[k] for k in where])
             values[where] = _raw_values(catalog, name, vectors, signatures[name], hist_method)
-            sims[where] = _similarity(name, values[where], hist_method)
+            if name == "hist":
+                query = catalog.extractors["hist"].embedding(signatures["hist"][0])[None, :]
+                sims[where] = scoring.bhattacharyya_similarity(np.repeat(query, len(where), axis=0), vectors)
+                grey[where] = scoring.grey_pairs(np.square(query), np.square(vectors))
+                similarities["hist_raw"] = np.full(len(ids), np.nan)
+                similarities["hist_raw"][where] = _similarity(name, values[where], hist_method)
+            else:
+                sims[where] = _similarity(name, values[where], hist_method)
         similarities[name] = sims
         raw[name if name != "hist" else f"hist_{hist_method}"] = values
-    return similarities, raw
+    return similarities, raw, grey
 
 
 def _raw_values(catalog: Catalog, name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
@@ -197,8 +246,8 @@ def _similarity(name: str, values: np.ndarray, hist_method: str) -> np.ndarray:
 
 def _hit(image_id: int, score: float, similarities, raw, k: int) -> Hit:
     scores = {name: float(values[k]) for name, values in raw.items() if not np.isnan(values[k])}
-    if "hist" in similarities and not np.isnan(similarities["hist"][k]):
-        scores["hist"] = float(similarities["hist"][k])
+    if "hist_raw" in similarities and not np.isnan(similarities["hist_raw"][k]):
+        scores["hist"] = float(similarities["hist_raw"][k])
     return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
 
@@ -215,7 +264,12 @@ def _fill_paths(catalog: Catalog, hits: list[Hit]) -> None:
 
 
 def query_paths(
-    catalog: Catalog, paths: list[str], top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya"
+    catalog: Catalog,
+    paths: list[str],
+    top: int = 10,
+    metric: str = "fused",
+    hist_method: str = "bhattacharyya",
+    verify_budget: int = VERIFY_BUDGET,
 ) -> list[QueryResult]:
     """Query every image given (folders expand to the images inside them)."""
     files = images.expand_image_args(paths)
@@ -224,4 +278,4 @@ def query_paths(
             raise UsageError(f"no such file or folder: {p}")
     if not files:
         raise UsageError("no image files among the query paths")
-    return [query(catalog, f, top=top, metric=metric, hist_method=hist_method) for f in files]
+    return [query(catalog, f, top=top, metric=metric, hist_method=hist_method, verify_budget=verify_budget) for f in files]

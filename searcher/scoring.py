@@ -1,16 +1,16 @@
-"""The one home of similarity: per-signature similarities, fusion, verification, the pair score.
+"""The one home of similarity: per-signature similarities, the calibrated pair score, verification.
 
 Every ranking and verdict of searcher (query, dups, compare) is computed here:
 
     hist   the chosen cv2.compareHist value turned into [0, 1] (bhattacharyya: 1 - distance)
-    mse    1 - 2*RMSE of the 16x16 grey thumbnails (best of the 8 orientations), clipped to [0, 1]
+    mse    1 - 2*RMSE of the contrast-normalised 16x16 grey thumbnails (best of the 8 orientations)
     ae     cosine of the latents, clipped to [0, 1]
-    fused  the plain mean of the similarities a candidate has (a calibrated score that can be
-           thresholded, unlike reciprocal rank fusion)
+    cnn    cosine of the CNN descriptors, clipped to [0, 1]
     v      ORB verification: cross-checked Hamming matches (<= MAX_HAMMING of 256 bits), then
-           homography inliers (MAGSAC++), mapped to clip((inliers - 8) / 24, 0, 1)
-    score  (fused + v) / 2: a geometrically verified copy outranks every unverified candidate;
-           two images are near duplicates when it reaches DEFAULT_THRESHOLD.
+           homography inliers (MAGSAC++)
+    score  p = the calibrated probability that two images are the same picture (searcher.calibration:
+           a logistic model of the similarities, a grey flag and the inliers, fitted on tuning pairs);
+           two images are near duplicates when p >= DEFAULT_THRESHOLD (0.5), in query, compare and dups.
 """
 
 from __future__ import annotations
@@ -21,19 +21,23 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.5
-FUSED_SIGNATURES = ("hist", "mse", "ae")  # signatures whose similarities the fused score averages
+from searcher import calibration
+from searcher.calibration import INLIER_CAP, SIMILARITY_SIGNATURES, grey_histograms, sigmoid
+
+DEFAULT_THRESHOLD = 0.5  # a probability: "same picture" is more likely than not
+FUSED_SIGNATURES = SIMILARITY_SIGNATURES  # signatures whose similarities the calibrated score combines
 MAX_HAMMING = 64  # cross-checked matches farther apart than this (of 256 bits) are unrelated
 RANSAC_PIXELS = 8.0  # homography reprojection threshold, pixels of the working image (long side <= 640)
-MIN_INLIERS = 8  # random matches reach a handful of inliers by chance; below this: no match
+MIN_INLIERS = calibration.MIN_INLIERS  # random matches reach a handful of inliers by chance
 # MAGSAC++ rather than plain RANSAC: as accurate on copies, about 10x faster on unrelated pairs
 # (where RANSAC runs to its iteration cap), and fewer chance "verifications".
 HOMOGRAPHY_METHOD = cv2.USAC_MAGSAC
 THUMB_SIDE = 16  # the mse thumbnail is THUMB_SIDE x THUMB_SIDE
 PAIR_RULE = (
-    "near duplicate when score = (fused + orb) / 2 >= threshold; fused = mean of the signature "
-    "similarities (hist 1 - Bhattacharyya, mse 1 - 2*RMSE of the best flip/rotation, ae cosine), "
-    f"orb = clip((RANSAC inliers - {MIN_INLIERS}) / {3 * MIN_INLIERS}, 0, 1)"
+    "near duplicate when p = sigmoid(calibrated weights . (hist x not-grey, grey, mse, ae, cnn, orb, orb_log)) "
+    ">= threshold; hist 1 - Bhattacharyya, mse 1 - 2*RMSE of the best flip/rotation of the normalised "
+    f"thumbnails, ae/cnn cosine, orb = clip((inliers - {MIN_INLIERS}) / {3 * MIN_INLIERS}, 0, 1), "
+    f"orb_log = log(1 + inliers) / log(1 + {INLIER_CAP}); weights: searcher/calibration.json"
 )
 
 # ---- per-signature similarities ----
@@ -84,46 +88,76 @@ def oriented_mse(thumbs_a: np.ndarray, thumbs_b: np.ndarray) -> tuple[np.ndarray
     return low, np.where(valid, best, 0)
 
 
-# ---- fusion, verification, the pair score ----
-
-
-def fuse_rows(similarities: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """Mean of the available (non-NaN) similarities of each of n candidates; 0 when none."""
-    if not len(similarities):
-        return np.zeros(n)
-    stacked = np.vstack(list(similarities))
-    counts = np.sum(~np.isnan(stacked), axis=0)
-    return np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), 0.0)
-
-
-def fuse(similarities: dict[str, float | None]) -> float:
-    """The fused score of one candidate from its similarities by signature (None: absent)."""
-    values = [np.array([np.nan if v is None else v], dtype=np.float64) for v in similarities.values()]
-    return float(fuse_rows(values, 1)[0])
+# ---- the calibrated pair score ----
 
 
 def verification_score(inliers):
-    """ORB verification in [0, 1]: 0 below MIN_INLIERS inliers, 1 from 4 * MIN_INLIERS."""
+    """ORB verification in [0, 1]: 0 below MIN_INLIERS inliers, 1 from 4 * MIN_INLIERS (shown by compare)."""
     value = np.clip((np.asarray(inliers, dtype=np.float64) - MIN_INLIERS) / (3.0 * MIN_INLIERS), 0.0, 1.0)
     return float(value) if value.ndim == 0 else value
 
 
-def pair_score(fused, inliers):
-    """The final score of a fused, ORB re-ranked candidate, and the score the pair rule thresholds."""
-    score = (np.asarray(fused, dtype=np.float64) + verification_score(inliers)) / 2.0
-    return float(score) if np.ndim(score) == 0 else score
+def grey_pairs(hists_a: np.ndarray, hists_b: np.ndarray) -> np.ndarray:
+    """True per pair of histogram rows where either side is grey."""
+    return grey_histograms(hists_a) | grey_histograms(hists_b)
 
 
-def required_inliers(fused: float, threshold: float) -> int | None:
-    """Fewest RANSAC inliers that lift a pair of this fused score to `threshold`:
-    0 when it passes without any, None when no number of inliers can make it pass."""
-    needed = 2.0 * threshold - fused  # verification score needed
-    if needed <= 0:
-        return 0
-    if needed > 1.0 + 1e-12:
-        return None
-    # verification_score(n) >= needed  <=>  n >= MIN_INLIERS + 3 * MIN_INLIERS * needed (n integer)
-    return max(MIN_INLIERS + 1, int(np.ceil(MIN_INLIERS + 3 * MIN_INLIERS * needed - 1e-9)))
+@dataclass
+class Calibrated:
+    """Per candidate pair: the logit of "same picture" without verification, and what 0..INLIER_CAP
+    inliers add to it (zeros when there is no ORB). Rankings compare logits; p = sigmoid(logit)."""
+
+    base: np.ndarray  # N
+    orb_terms: np.ndarray  # N x (INLIER_CAP + 1)
+
+    def logits(self, inliers) -> np.ndarray:
+        n = np.clip(np.asarray(inliers, dtype=np.int64), 0, INLIER_CAP)
+        return self.base + self.orb_terms[np.arange(len(self.base)), n]
+
+    def unverified(self) -> np.ndarray:
+        """The logit with no inliers: an unverified candidate's score."""
+        return self.base + self.orb_terms[:, 0]
+
+    def upper(self) -> np.ndarray:
+        """The best logit any verification could give."""
+        return self.base + self.orb_terms.max(axis=1)
+
+    def needed(self, target: float | np.ndarray) -> np.ndarray:
+        """Fewest inliers that bring each logit to `target`: 0 without any, -1 when none can."""
+        reach = (self.base[:, None] + self.orb_terms) >= np.asarray(target, dtype=np.float64).reshape(-1, 1)
+        return np.where(reach.any(axis=1), np.argmax(reach, axis=1), -1)
+
+
+def calibrate(similarities: dict[str, np.ndarray], grey, has_orb: bool) -> Calibrated:
+    """The calibrated logits of N pairs from their similarities by signature (NaN where a pair lacks
+    that signature: the model of the signatures it has is used) and their grey flags."""
+    model_set = calibration.load()
+    names = [s for s in SIMILARITY_SIGNATURES if s in similarities]
+    n = len(np.atleast_1d(grey))
+    columns = calibration.feature_columns({s: similarities[s] for s in names}, np.broadcast_to(grey, (n,)))
+    present = np.array([~np.isnan(np.asarray(similarities[s], dtype=np.float64)) for s in names]).reshape(len(names), n)
+    base = np.full(n, -50.0)
+    terms = np.zeros((n, INLIER_CAP + 1))
+    for pattern in {tuple(col) for col in present.T}:
+        rows = np.flatnonzero((present.T == pattern).all(axis=1))
+        signatures = [s for s, here in zip(names, pattern) if here] + (["orb"] if has_orb else [])
+        if not signatures:
+            continue  # nothing to compare: p ~ 0
+        model = model_set.model(signatures)
+        base[rows] = model.base_logit({k: v[rows] for k, v in columns.items()})
+        terms[rows] = model.orb_terms()
+    return Calibrated(base, terms)
+
+
+def pair_probability(similarities: dict[str, float | None], grey: bool, inliers: int | None) -> float:
+    """p of one pair from its similarities (None: absent) and inliers (None: no ORB)."""
+    sims = {k: np.array([np.nan if v is None else v], dtype=np.float64) for k, v in similarities.items()}
+    scored = calibrate(sims, np.array([bool(grey)]), inliers is not None)
+    return float(sigmoid(scored.logits([inliers or 0])[0]))
+
+
+def threshold_logit(threshold: float) -> float:
+    return calibration.logit(threshold)
 
 
 # ---- the 8 orientations of a thumbnail ----
@@ -221,6 +255,7 @@ def verify(a: np.ndarray, b: np.ndarray, needed: int = 0) -> Verification:
     return Verification(len(good), int(mask.sum()) if mask is not None else 0)
 
 
-def best_verification(variants: Sequence[np.ndarray], stored: np.ndarray) -> Verification:
-    """The best verification of any query variant (e.g. the query and its mirror image) against `stored`."""
-    return max((verify(variant, stored) for variant in variants), key=lambda v: (v.inliers, v.matches))
+def best_verification(variants: Sequence[np.ndarray], stored: np.ndarray, needed: int = 0) -> Verification:
+    """The best verification of any query variant (e.g. the query and its mirror image) against `stored`;
+    `needed` as in verify (a variant with fewer matches skips the homography)."""
+    return max((verify(variant, stored, needed) for variant in variants), key=lambda v: (v.inliers, v.matches))

@@ -101,12 +101,12 @@ def test_a_missing_or_broken_model_is_a_clear_error(tmp_path):
         CnnExtractor(broken).extract(np.zeros((32, 32, 3), np.uint8))
 
 
-def test_cnn_is_selectable_but_not_a_default_yet():
+def test_cnn_is_selectable_and_a_default():
     from searcher.features import DEFAULT_SIGNATURES
 
     assert parse_signature_list("hist,cnn") == ("hist", "cnn")
     assert isinstance(build_extractor("cnn"), CnnExtractor)
-    assert "cnn" not in DEFAULT_SIGNATURES
+    assert "cnn" in DEFAULT_SIGNATURES
 
 
 def test_extraction_imports_neither_torch_nor_the_training_code(tmp_path):

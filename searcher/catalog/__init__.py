@@ -144,27 +144,34 @@ class Catalog:
 
         return run(self, paths, options, reporter)
 
-    def query_result(self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify: bool = True):
+    def query_result(
+        self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify: bool = True, verify_budget: int | None = None
+    ):
         """Nearest catalog images to one image file -> QueryResult (hits, or the error reading the file; timings).
-        `verify=False` leaves out the ORB re-ranking (for benchmarks of the fused ranking alone)."""
-        from searcher.query import query
+        `verify=False` leaves out the ORB re-ranking (for benchmarks of the calibrated ranking alone);
+        `verify_budget`: most ORB verifications (default searcher.query.VERIFY_BUDGET)."""
+        from searcher.query import VERIFY_BUDGET, query
 
-        return query(self, os.fspath(path), top=top, metric=metric, hist_method=hist_method, verify=verify)
+        budget = VERIFY_BUDGET if verify_budget is None else verify_budget
+        return query(self, os.fspath(path), top=top, metric=metric, hist_method=hist_method, verify=verify, verify_budget=budget)
 
-    def query(self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya") -> list:
+    def query(self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify_budget: int | None = None) -> list:
         """Nearest catalog images to one image file -> list of Hit (.path .score .scores), best first."""
         from searcher.errors import ImageError
 
-        result = self.query_result(path, top=top, metric=metric, hist_method=hist_method)
+        result = self.query_result(path, top=top, metric=metric, hist_method=hist_method, verify_budget=verify_budget)
         if result.error:
             raise ImageError(f"{result.query}: {result.error}")
         return result.hits
 
-    def query_paths(self, paths, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya") -> list:
+    def query_paths(
+        self, paths, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify_budget: int | None = None
+    ) -> list:
         """query_result of every image given (folders expand to the images inside them)."""
-        from searcher.query import query_paths
+        from searcher.query import VERIFY_BUDGET, query_paths
 
-        return query_paths(self, [os.fspath(p) for p in paths], top=top, metric=metric, hist_method=hist_method)
+        budget = VERIFY_BUDGET if verify_budget is None else verify_budget
+        return query_paths(self, [os.fspath(p) for p in paths], top=top, metric=metric, hist_method=hist_method, verify_budget=budget)
 
     def duplicates(self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None):
         """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult."""

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
 from searcher.errors import UsageError
+from searcher.features import DEFAULT_SIGNATURES
 
 
 class Format(str, Enum):
@@ -50,7 +51,7 @@ def ingest(
     catalog: Optional[str] = CatalogOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
-    signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
+    signatures: str = typer.Option(",".join(DEFAULT_SIGNATURES), "--signatures", help="Comma-separated signatures to compute."),
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
     every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
     scene_change: Optional[float] = typer.Option(
@@ -101,13 +102,16 @@ def query(
         HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."
     ),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    verify_budget: int = typer.Option(
+        300, "--verify-budget", min=0, help="Most ORB verifications per query (adaptive: it stops once no candidate can still reach the top)."
+    ),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
     """Find the nearest catalog images to each query image."""
     from searcher import api
 
     results = api.query_paths(
-        [str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn
+        [str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn, verify_budget=verify_budget
     )
     for result in results:
         if result.error:
@@ -169,7 +173,7 @@ def _print_results(results, fmt: Format) -> None:
         sys.stdout.write(buffer.getvalue())
     else:
         for r in results:
-            keys = [k for k in ("fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
+            keys = [k for k in ("p_same", "fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
             table = Table(title=r.query, title_justify="left")
             for column in ("rank", "score", *keys):
                 table.add_column(column, justify="right")

@@ -9,7 +9,7 @@ from searcher.features.orb import OrbExtractor
 from searcher.features.thumbnail import ThumbnailExtractor
 
 ALL_SIGNATURES = ("hist", "mse", "orb", "ae", "cnn")
-DEFAULT_SIGNATURES = ("hist", "mse", "orb", "ae")
+DEFAULT_SIGNATURES = ALL_SIGNATURES
 
 
 def build_extractor(name: str) -> Extractor:

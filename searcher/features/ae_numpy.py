@@ -16,6 +16,21 @@ MEAN = 0.5  # the input normalisation: (x - MEAN) / STD, x in [0, 1]
 STD = 0.25
 
 
+LEVEL_PERCENTILES = (1.0, 99.0)  # auto-level: these percentiles of all channels go to 0 and 255
+MIN_SPREAD = 8.0  # an image flatter than this (grey levels between the percentiles) is left alone
+
+
+def auto_level(image: np.ndarray) -> np.ndarray:
+    """Stretch the levels of a uint8 image so that its 1st and 99th percentiles (all channels
+    together, so hues keep their ratios) become 0 and 255: a near-black, dimmed or washed-out copy
+    then looks like its original; an ordinary photo barely changes."""
+    low, high = np.percentile(image, LEVEL_PERCENTILES)
+    if high - low < MIN_SPREAD:
+        return image
+    stretched = (image.astype(np.float32) - low) * (255.0 / (high - low))
+    return np.clip(stretched + 0.5, 0, 255).astype(np.uint8)
+
+
 def preprocess(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """BGR uint8 image -> float32 CHW RGB array, size x size, normalised as the recipe says."""
     image = np.asarray(image)
@@ -29,7 +44,7 @@ def preprocess(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
         raise ValueError(f"expected a BGR image, got an array of shape {image.shape}")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
-    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    small = auto_level(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
     rgb = small[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
     return ((rgb - MEAN) / STD).transpose(2, 0, 1).copy()
 

@@ -3,6 +3,7 @@
 Recipe (the whole preprocessing, so that a stored latent can be reproduced):
     BGR uint8 image, any size and aspect ratio (grey or BGRA are converted to BGR)
     -> cv2.resize to INPUT_SIZE x INPUT_SIZE (64 x 64) with INTER_AREA, ignoring the aspect ratio
+    -> auto-level: the 1st..99th percentile of the values stretched to 0..255 (ae_numpy.auto_level)
     -> BGR to RGB -> float32 / 255 -> (x - 0.5) / 0.25 -> CHW
     -> encoder (4 strided 3x3 convs 32-64-128-128, BatchNorm, ReLU; flatten; linear to latent_dim)
     -> L2 normalisation.
@@ -53,6 +54,8 @@ from searcher.features.ae_weights import (
 from searcher.features.base import Extractor
 from searcher.scoring import cosine_similarity
 
+PREPROCESSING = "2"  # bump when the recipe's preprocessing changes (2: auto-level after the resize)
+
 
 class AutoencoderExtractor(Extractor):
     """Signature "ae": L2-normalised latent of the convolutional autoencoder (see the module recipe).
@@ -76,7 +79,8 @@ class AutoencoderExtractor(Extractor):
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         if not self.weights_path.is_file():
             raise SearcherError(f"autoencoder weights not found: {self.weights_path} (train them with `searcher train`)")
-        self.version = weights_version(self.weights_path)  # instance attribute shadows the ClassVar
+        # instance attribute shadows the ClassVar: the preprocessing and the weights file
+        self.version = f"{PREPROCESSING}-{weights_version(self.weights_path).split('-', 1)[1]}"
         config = _weights_meta(self.weights_path)
         if not config:
             read_weights_numpy(self.weights_path, tensors=False)  # raises the reason as a SearcherError

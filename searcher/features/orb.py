@@ -9,20 +9,21 @@ from searcher.features.base import Extractor
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
+MIN_LONG_SIDE = 480  # a smaller image (a 176x144 video frame) is upscaled to this before ORB
 MIN_SIDE = 2  # ORB's pyramid resize asserts on a one-pixel side (such an image has no keypoints anyway)
 split = split_orb  # the packed row layout is scoring's (x, y as float16, 32-byte descriptor)
 
 
 class OrbExtractor(Extractor):
-    """Grey working image -> ORB (256 strongest keypoints; a lower FAST threshold is retried on
-    low-texture images) -> rows of (x, y as float16, 32-byte descriptor), about 9 KB per image.
+    """Grey working image (upscaled to a long side of MIN_LONG_SIDE when smaller) -> ORB (256 strongest
+    keypoints; a lower FAST threshold is retried on low-texture images) -> rows of (x, y as float16, 32-byte descriptor), about 9 KB per image.
 
     Not indexed: it verifies and re-ranks a shortlist by cross-checked Hamming matches and RANSAC
     homography inliers.
     """
 
     name = "orb"
-    version = "1"
+    version = "2"  # 2: small images upscaled before detection
     dim = 0
 
     def __init__(self, max_features: int = MAX_FEATURES):
@@ -34,13 +35,19 @@ class OrbExtractor(Extractor):
             # ORB finds nothing within 31 pixels of a border anyway, and its pyramid resize
             # asserts on a one-pixel side: such an image simply has no keypoints.
             return np.zeros((0, ROW_BYTES), dtype=np.uint8)
+        # ORB ignores 31 pixels at each border and needs texture at its patch size: on a small image
+        # few keypoints survive, so it is upscaled first; positions are kept in the image's own pixels.
+        scale = max(1.0, MIN_LONG_SIDE / max(grey.shape[:2]))
+        if scale > 1.0:
+            grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         keypoints, descriptors = cv2.ORB_create(nfeatures=self.max_features).detectAndCompute(grey, None)
         if len(keypoints) < self.max_features // 4:
             orb = cv2.ORB_create(nfeatures=self.max_features, fastThreshold=5)
             keypoints, descriptors = orb.detectAndCompute(grey, None)
         if descriptors is None or not keypoints:
             return np.zeros((0, ROW_BYTES), dtype=np.uint8)
-        points = np.array([kp.pt for kp in keypoints], dtype=np.float16).view(np.uint8).reshape(-1, 4)
+        positions = np.array([kp.pt for kp in keypoints], dtype=np.float32) / scale
+        points = positions.astype(np.float16).view(np.uint8).reshape(-1, 4)
         return np.hstack([points, descriptors]).astype(np.uint8)
 
     def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:

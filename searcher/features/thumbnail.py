@@ -11,21 +11,29 @@ from searcher.scoring import THUMB_SIDE, mse_similarity, orientations
 SIDE = THUMB_SIDE
 
 
+SPREAD = 0.2  # the standard deviation a normalised thumbnail is given (about +-2.5 of them fit in [0, 1])
+
+
 class ThumbnailExtractor(Extractor):
-    """BGR -> grey -> INTER_AREA resize to 16x16 (aspect ignored, so resized copies align) -> [0, 1].
+    """BGR -> grey -> INTER_AREA resize to 16x16 (aspect ignored, so resized copies align) -> [0, 1]
+    -> contrast-normalised: 0.5 + SPREAD * (t - mean) / std, clipped to [0, 1], so that a near-black,
+    dimmed or washed-out copy gives the thumbnail of its original (a flat image gives 0.5 everywhere).
 
     Stored as uint8 (256 bytes). The index embedding is the thumbnail itself: squared L2 / 256 = MSE.
     """
 
     name = "mse"
-    version = "1"
+    version = "2"  # 2: contrast-normalised
     dim = SIDE * SIDE
     space = "l2"
 
     def extract(self, image: np.ndarray) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
-        return small.astype(np.float32).ravel() / 255.0
+        small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
+        spread = float(small.std())
+        if spread < 0.5 / 255.0:  # flat: no contrast to normalise
+            return np.full_like(small, 0.5)
+        return np.clip(0.5 + SPREAD * (small - float(small.mean())) / spread, 0.0, 1.0)
 
     def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
         """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid)."""

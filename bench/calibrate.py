@@ -35,7 +35,7 @@ from bench.common import REPO, log
 WORK = REPO / "bench" / "work" / "calibrate"
 NEGATIVES_VERIFIED = 40
 NEGATIVES_RANDOM = 10
-L2 = 1e-2
+L2 = 1.0  # ridge penalty on the weights (a prior of about one pair), not on the intercept
 VERSION_PREFIX = "1"
 
 
@@ -79,7 +79,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, iterations: int =
     """Weights and intercept of an L2-penalised logistic regression, by Newton's method."""
     design = np.hstack([x, np.ones((len(x), 1))])
     w = np.zeros(design.shape[1])
-    penalty = np.full(design.shape[1], l2 * len(x))
+    penalty = np.full(design.shape[1], l2)
     penalty[-1] = 0.0
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -50, 50)))

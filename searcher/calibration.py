@@ -7,7 +7,7 @@ Recipe. For a pair (a query and a candidate, or two catalog images) the features
     mse      1 - 2*RMSE of the contrast-normalised 16x16 thumbnails (best of 8 orientations)
     ae, cnn  cosine of the latents / descriptors, clipped to [0, 1]
     orb      clip((inliers - 8) / 24, 0, 1)  (ORB/MAGSAC++ homography inliers)
-    orb_log  log(1 + min(inliers, INLIER_CAP)) / log(1 + INLIER_CAP)
+    orb_log  log(1 + min(inliers, INLIER_CAP)) / log(1 + INLIER_CAP), 0 under MIN_INLIERS inliers
 and the score is p = sigmoid(intercept + sum of weight * feature). One model per set of signatures
 a catalog can have (a feature of an absent signature is dropped, not imputed), all fitted by
 `python -m bench.calibrate` on pairs from the TUNING originals only and shipped in
@@ -53,7 +53,10 @@ def grey_histograms(hists: np.ndarray) -> np.ndarray:
 
 
 def orb_features(inliers) -> dict[str, np.ndarray]:
+    """The ORB feature columns of inliers counts. Fewer than MIN_INLIERS count as none: random
+    matches reach a handful by chance (and a verifier may then skip the homography)."""
     n = np.minimum(np.asarray(inliers, dtype=np.float64), INLIER_CAP)
+    n = np.where(n >= MIN_INLIERS, n, 0.0)
     return {
         "orb": np.clip((n - MIN_INLIERS) / (3.0 * MIN_INLIERS), 0.0, 1.0),
         "orb_log": np.log1p(n) / math.log1p(INLIER_CAP),

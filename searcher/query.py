@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 METRICS = ("fused", "hist", "mse", "ae", "cnn", "orb")
 VECTOR_METRICS = ("hist", "mse", "ae", "cnn")
 SHORTLIST = 100  # neighbours asked of each index (more when --top asks for more)
-VERIFY_BUDGET = 300  # most ORB verifications of one query (adaptive: usually far fewer)
+VERIFY_BUDGET = 100  # most ORB verifications of one query (adaptive: fewer when the top is settled)
 ORB_CHUNK = 32  # stored ORB signatures read from the catalog at a time
 
 
@@ -184,8 +184,10 @@ def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget
         if position % ORB_CHUNK == 0:
             stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")
         signature = stored.get(ids[i])
+        # Fewer inliers than MIN_INLIERS score as none, so a pair with fewer matches skips the homography.
         need = int(scored.needed(np.nextafter(kth, np.inf))[i]) if np.isfinite(kth) and not every else 0
-        v = scoring.best_verification(variants, signature, max(need, 0)) if signature is not None else scoring.Verification(0, 0)
+        need = max(need, scoring.MIN_INLIERS)
+        v = scoring.best_verification(variants, signature, need) if signature is not None else scoring.Verification(0, 0)
         inliers[i], matches[i], verified[i] = v.inliers, v.matches, True
         best = sorted([*best, _logit_at(scored, i, v.inliers)], reverse=True)[:top]
     return inliers, matches, verified

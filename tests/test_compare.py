@@ -8,16 +8,17 @@ import pytest
 from typer.testing import CliRunner
 
 from searcher import images
+from searcher.calibration import sigmoid
 from searcher.cli import app
 from searcher.comparison import BAND, GAP, compare_images, draw
 from searcher.errors import ImageError, UsageError
 from searcher.features.orb import OrbExtractor
 from searcher.scoring import (
     ORIENTATIONS,
+    calibrate,
     match_orb,
     orientations,
-    pair_score,
-    required_inliers,
+    threshold_logit,
 )
 
 from conftest import PHOTOS, SAMPLE, transform
@@ -36,14 +37,14 @@ def test_a_photo_and_its_transformed_copy_are_near_duplicates(tmp_path, kind):
     copy = write_copy(tmp_path, PHOTOS[0], kind)
     result = compare_images(PHOTOS[0], copy, signatures=NO_AE)
     assert result.near_duplicate, result.explanation
-    assert result.orb_inliers >= 32 and result.score >= 0.75
+    assert result.orb_inliers >= 32 and result.score >= 0.9
 
 
 @pytest.mark.parametrize("a, b", [(0, 1), (2, 3), (5, 11), (17, 20)])
 def test_two_unrelated_photos_are_not_near_duplicates(a, b):
     result = compare_images(PHOTOS[a], PHOTOS[b], signatures=NO_AE)
     assert not result.near_duplicate, result.explanation
-    assert result.score < 0.45
+    assert result.score < 0.2
 
 
 def test_a_mirrored_copy_is_verified_against_the_mirror_image(tmp_path):
@@ -61,20 +62,21 @@ def test_an_image_against_itself_reads_identical_on_every_measure():
     assert r.mse == pytest.approx(0.0) and r.orientation == "as is"
     assert r.orb_matches == r.orb_inliers > 200
     assert r.sift_bf_matches > 100 and r.sift_flann_matches > 100 and r.sift_inliers > 100
-    assert r.fused == pytest.approx(1.0, abs=1e-3) and r.score == pytest.approx(1.0, abs=1e-3)
+    assert r.fused > 0.9 and r.score == pytest.approx(1.0, abs=1e-3)
 
 
-def test_fused_averages_only_the_signatures_the_catalog_holds():
+def test_the_score_combines_only_the_signatures_the_catalog_holds():
     r = compare_images(PHOTOS[0], PHOTOS[1], signatures=("hist", "orb"))
-    assert list(r.similarities) == ["hist"] and r.ae_cosine is None
-    assert r.fused == pytest.approx(r.similarities["hist"])
+    assert list(r.similarities) == ["hist"] and r.ae_cosine is None and r.cnn_cosine is None
+    only_hist = calibrate({"hist": np.array([r.similarities["hist"]])}, np.array([r.grey]), has_orb=True)
+    assert r.fused == pytest.approx(float(sigmoid(only_hist.unverified()[0])))
 
 
 def test_the_explanation_states_the_rule_with_its_numbers(tmp_path):
     r = compare_images(PHOTOS[0], write_copy(tmp_path, PHOTOS[0], "resized"), signatures=NO_AE)
-    assert r.explanation.startswith("near duplicate: score")
-    assert f"{r.orb_inliers} inliers" in r.explanation and "threshold 0.5" in r.explanation
-    assert "(fused + orb) / 2" in r.rule
+    assert r.explanation.startswith("near duplicate: p(same picture)")
+    assert f"{r.orb_inliers} ORB inliers" in r.explanation and "threshold 0.5" in r.explanation
+    assert "calibration.json" in r.rule
 
 
 def test_asking_for_a_number_of_inliers_gives_the_full_verdict():
@@ -88,16 +90,20 @@ def test_asking_for_a_number_of_inliers_gives_the_full_verdict():
                 assert (match_orb(a, b, needed=needed).verification.inliers >= needed) == (full >= needed)
 
 
-def test_required_inliers_is_the_least_that_reaches_the_threshold():
+def test_needed_inliers_are_the_least_that_reach_the_threshold():
+    grid = np.linspace(0.0, 1.0, 21)
+    sims = {name: np.repeat(grid, 2) for name in ("hist", "mse", "ae", "cnn")}
+    scored = calibrate(sims, np.tile([False, True], len(grid)), has_orb=True)
     for threshold in (0.4, 0.5, 0.7):
-        for fused in np.linspace(0.0, 1.0, 41):
-            n = required_inliers(fused, threshold)
-            if n is None:
-                assert pair_score(fused, 10_000) < threshold
+        target = threshold_logit(threshold)
+        for k, n in enumerate(scored.needed(target)):
+            row = scored.base[k] + scored.orb_terms[k]
+            if n < 0:
+                assert row.max() < target
             elif n == 0:
-                assert pair_score(fused, 0) >= threshold
+                assert row[0] >= target
             else:
-                assert pair_score(fused, n) >= threshold > pair_score(fused, n - 1)
+                assert row[n] >= target > row[n - 1]
 
 
 def test_the_eight_orientations_are_the_flips_and_right_angle_turns():

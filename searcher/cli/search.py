@@ -16,6 +16,7 @@ from rich.table import Table
 from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
 from searcher.errors import UsageError
 from searcher.features import DEFAULT_SIGNATURES
+from searcher.query import VERIFY_BUDGET
 
 
 class Format(str, Enum):
@@ -103,7 +104,7 @@ def query(
     ),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     verify_budget: int = typer.Option(
-        300, "--verify-budget", min=0, help="Most ORB verifications per query (adaptive: it stops once no candidate can still reach the top)."
+        VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per query (adaptive: it stops once no candidate can still reach the top)."
     ),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:

@@ -63,7 +63,11 @@ def collect(catalog_dir: Path, image_set, seed: int = 0) -> dict:
             chosen = np.concatenate([np.flatnonzero(labels), hard, easy]).astype(int)
             stored = catalog.stored_signatures([ids[k] for k in chosen], "orb")
             for k in chosen:
-                v = scoring.best_verification(signatures["orb"], stored[ids[k]]) if ids[k] in stored else scoring.Verification(0, 0)
+                v = (
+                    scoring.best_verification(signatures["orb"], stored[ids[k]])
+                    if ids[k] in stored
+                    else scoring.Verification(0, 0)
+                )
                 for name in ("hist", "mse", "ae", "cnn"):
                     rows[name].append(float(sims[name][k]) if name in sims else np.nan)
                 rows["grey"].append(bool(grey[k]))
@@ -158,7 +162,9 @@ def main(argv=None) -> None:
     version = f"{VERSION_PREFIX}-{time.strftime('%Y%m%d', time.gmtime())}"
     payload = {"version": version, "trained": trained, "models": models}
     full = models["ae,cnn,hist,mse,orb"]
-    log(f"calibrate: {trained['pairs']} pairs ({trained['positives']} positive) in {time.time() - started:.0f} s; full model {full}")
+    log(
+        f"calibrate: {trained['pairs']} pairs ({trained['positives']} positive) in {time.time() - started:.0f} s; full model {full}"
+    )
     if not args.dry_run:
         path = REPO / "searcher" / "calibration.json"
         path.write_text(json.dumps(payload, indent=1) + "\n")

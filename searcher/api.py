@@ -50,7 +50,13 @@ def ingest(paths, catalog=None, options=None, reporter=None):
 
 
 def query_paths(
-    paths, catalog=None, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", warn=None, verify_budget: int | None = None
+    paths,
+    catalog=None,
+    top: int = 10,
+    metric: str = "fused",
+    hist_method: str = "bhattacharyya",
+    warn=None,
+    verify_budget: int | None = None,
 ):
     """Query every image given (folders expand to their images) against an existing catalog -> [QueryResult]."""
     from searcher import images
@@ -85,13 +91,20 @@ def reindex(catalog=None) -> dict[str, int]:
 
 
 def duplicates(
-    catalog=None, threshold: float = DEFAULT_THRESHOLD, neighbours: int | None = None, workers: int = 0, reporter=None
+    catalog=None,
+    threshold: float = DEFAULT_THRESHOLD,
+    neighbours: int | None = None,
+    workers: int = 0,
+    reporter=None,
+    verify_budget: int | None = None,
 ):
     """Near-duplicate groups of an existing catalog with the figures of the run -> DupsResult."""
     from searcher.catalog import Catalog
 
     with Catalog.open(catalog, create=False, warn=getattr(reporter, "warn", None)) as opened:
-        return opened.duplicates(threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter)
+        return opened.duplicates(
+            threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter, verify_budget=verify_budget
+        )
 
 
 def move_duplicates(groups, moves, log_path, catalog=None, warn=None):

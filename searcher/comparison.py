@@ -215,7 +215,9 @@ def _cnn_cosine(bgr_a: np.ndarray, bgr_b: np.ndarray, signatures, warn) -> float
     return float(np.dot(cnn.embedding(a), cnn.embedding(b)))
 
 
-def _similarities(bhattacharyya: float, mse: float, ae_cosine: float | None, cnn_cosine: float | None, signatures) -> dict[str, float]:
+def _similarities(
+    bhattacharyya: float, mse: float, ae_cosine: float | None, cnn_cosine: float | None, signatures
+) -> dict[str, float]:
     """The similarities the calibrated score combines: those of the catalog's signatures (all when None)."""
     wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
     similarities = {

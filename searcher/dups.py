@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["DupsResult", "Group", "Member", "choose_keep", "find_duplicates", "group_id", "keep_key", "pair_scores"]
 
 DEFAULT_NEIGHBOURS = 10
+DEFAULT_VERIFY_BUDGET = 100  # most ORB verifications per image (its most promising pairs first)
 MIRROR_SIMILARITY = 0.9  # mse similarity, mirrored, from which a pair gets the mirror check
 CHUNK = 1024  # candidate pairs per verification task
 SCORE_BLOCK = 8192  # candidate pairs scored at once (bounded memory)
@@ -178,6 +179,21 @@ def _calibrated(pairs: np.ndarray, vectors: dict, has_orb: bool) -> tuple[scorin
     return scoring.calibrate(sims, grey, has_orb), mirror
 
 
+def _within_budget(pairs: np.ndarray, upper: np.ndarray, n: int, budget: int) -> np.ndarray:
+    """True for the pairs among the `budget` most promising (highest upper bound) of either image."""
+    if not len(pairs) or np.bincount(pairs.ravel(), minlength=n).max() <= budget:
+        return np.ones(len(pairs), dtype=bool)  # the usual case: no image has more pairs than that
+    keep = np.zeros(len(pairs), dtype=bool)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], -upper))
+    seen = np.zeros(n, dtype=np.int64)
+    for k in order:
+        a, b = pairs[k]
+        keep[k] = seen[a] < budget or seen[b] < budget
+        seen[a] += 1
+        seen[b] += 1
+    return keep
+
+
 def _same_bytes_pairs(members: list[Member]) -> np.ndarray:
     """(first, other) positions of files with the same sha256: duplicates whatever the indexes say."""
     first: dict[str, int] = {}
@@ -289,12 +305,15 @@ def find_duplicates(
     neighbours: int = DEFAULT_NEIGHBOURS,
     workers: int = 0,
     reporter: Reporter | None = None,
+    verify_budget: int = DEFAULT_VERIFY_BUDGET,
 ) -> DupsResult:
     """Near-duplicate groups of every image file in the catalog (see the module docstring)."""
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"--threshold must be in (0, 1], not {threshold:g}")
     if neighbours < 1:
         raise UsageError("--neighbours must be at least 1")
+    if verify_budget < 0:
+        raise UsageError(f"--verify-budget must be at least 0, not {verify_budget}")
     reporter = reporter or Reporter()
     result = DupsResult(groups=[], threshold=threshold, neighbours=neighbours)
     clock = time.perf_counter()
@@ -315,6 +334,7 @@ def find_duplicates(
     hashes = np.array([m.sha256 for m in members])
     same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
     need = scored.needed(scoring.threshold_logit(threshold)).astype(np.int64)  # -1: cannot pass
+    need[~_within_budget(pairs, scored.upper(), len(members), verify_budget)] = -1
     result.timings["score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -143,7 +143,9 @@ def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int)
     return list(candidates)
 
 
-def _rerank(catalog: Catalog, ids, scored, similarities, raw, signatures, metric: str, top: int, budget: int, timings) -> list[Hit]:
+def _rerank(
+    catalog: Catalog, ids, scored, similarities, raw, signatures, metric: str, top: int, budget: int, timings
+) -> list[Hit]:
     """Calibrated order, adaptively verified with ORB (see the module docstring); --metric orb ranks the
     `budget` best candidates by inliers alone."""
     clock = time.perf_counter()

@@ -92,7 +92,9 @@ def test_the_cli_first_hit_is_the_same_at_every_top_and_carries_p_same(page_cata
     location, query = page_catalog
     firsts = []
     for top in ("1", "10", "100"):
-        done = CliRunner().invoke(app, ["query", str(query), "--catalog", str(location.directory), "--top", top, "--format", "jsonl"])
+        done = CliRunner().invoke(
+            app, ["query", str(query), "--catalog", str(location.directory), "--top", top, "--format", "jsonl"]
+        )
         assert done.exit_code == 0, done.output
         row = json.loads(done.stdout.splitlines()[0])
         assert set(row) == {"query", "results"} and len(row["results"]) == min(int(top), 259)
@@ -239,3 +241,27 @@ def test_a_small_video_frame_still_verifies_against_its_recompressed_copy():
     points, _ = scoring.split_orb(a)
     assert points[:, 0].max() < 176 and points[:, 1].max() < 144  # positions in the frame's own pixels
 
+
+def test_the_cli_defaults_repeat_the_library_ones():
+    from searcher import dups, query
+    from searcher.cli import review, search
+    from searcher.features import DEFAULT_SIGNATURES
+
+    assert search.DEFAULT_SIGNATURES == ",".join(DEFAULT_SIGNATURES)
+    assert search.VERIFY_BUDGET == query.VERIFY_BUDGET and review.DEFAULT_VERIFY_BUDGET == dups.DEFAULT_VERIFY_BUDGET
+
+
+def test_dups_links_a_near_black_copy_and_respects_its_verify_budget(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in PHOTOS[:5]:
+        shutil.copy(photo, folder / photo.name)
+    _write(folder, "dark.png", _near_black(cv2.imread(str(PHOTOS[2]))))
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest_quiet([folder], location, workers=1)
+    with Catalog.open(location, create=False) as catalog:
+        groups = catalog.duplicates(workers=1).groups
+        assert [sorted(m.path.rsplit("/", 1)[-1] for m in g.members) for g in groups] == [sorted([PHOTOS[2].name, "dark.png"])]
+        assert catalog.duplicates(workers=1, verify_budget=0).verified_pairs == 0
+        with pytest.raises(UsageError, match="verify-budget"):
+            catalog.duplicates(verify_budget=-1)

@@ -145,7 +145,13 @@ class Catalog:
         return run(self, paths, options, reporter)
 
     def query_result(
-        self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify: bool = True, verify_budget: int | None = None
+        self,
+        path,
+        top: int = 10,
+        metric: str = "fused",
+        hist_method: str = "bhattacharyya",
+        verify: bool = True,
+        verify_budget: int | None = None,
     ):
         """Nearest catalog images to one image file -> QueryResult (hits, or the error reading the file; timings).
         `verify=False` leaves out the ORB re-ranking (for benchmarks of the calibrated ranking alone);
@@ -155,7 +161,9 @@ class Catalog:
         budget = VERIFY_BUDGET if verify_budget is None else verify_budget
         return query(self, os.fspath(path), top=top, metric=metric, hist_method=hist_method, verify=verify, verify_budget=budget)
 
-    def query(self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify_budget: int | None = None) -> list:
+    def query(
+        self, path, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya", verify_budget: int | None = None
+    ) -> list:
         """Nearest catalog images to one image file -> list of Hit (.path .score .scores), best first."""
         from searcher.errors import ImageError
 
@@ -171,16 +179,28 @@ class Catalog:
         from searcher.query import VERIFY_BUDGET, query_paths
 
         budget = VERIFY_BUDGET if verify_budget is None else verify_budget
-        return query_paths(self, [os.fspath(p) for p in paths], top=top, metric=metric, hist_method=hist_method, verify_budget=budget)
+        return query_paths(
+            self, [os.fspath(p) for p in paths], top=top, metric=metric, hist_method=hist_method, verify_budget=budget
+        )
 
-    def duplicates(self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None):
+    def duplicates(
+        self,
+        threshold: float | None = None,
+        neighbours: int | None = None,
+        workers: int = 0,
+        reporter=None,
+        verify_budget: int | None = None,
+    ):
         """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult."""
         from searcher import dups
         from searcher.scoring import DEFAULT_THRESHOLD
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         neighbours = dups.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
-        return dups.find_duplicates(self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter)
+        budget = dups.DEFAULT_VERIFY_BUDGET if verify_budget is None else verify_budget
+        return dups.find_duplicates(
+            self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter, verify_budget=budget
+        )
 
     def find_duplicates(
         self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None

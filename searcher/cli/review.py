@@ -19,6 +19,7 @@ from searcher.cli.common import CatalogOption, err, out, progress_bar, warn
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
+DEFAULT_VERIFY_BUDGET = 100  # searcher.dups.DEFAULT_VERIFY_BUDGET
 
 
 class CompareFormat(str, Enum):
@@ -143,12 +144,19 @@ class _Progress:
 def dups(
     catalog: Optional[str] = CatalogOption,
     threshold: float = typer.Option(
-        DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."
+        DEFAULT_THRESHOLD,
+        "--threshold",
+        min=0.01,
+        max=1.0,
+        help="Calibrated probability of 'same picture' at which two images are linked.",
     ),
     neighbours: int = typer.Option(
         DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
     ),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
+    verify_budget: int = typer.Option(
+        DEFAULT_VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per image (its most promising pairs first)."
+    ),
     fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),
     html_path: Optional[Path] = typer.Option(
         None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False
@@ -167,7 +175,7 @@ def dups(
     """Group the whole catalog into near-duplicate groups and suggest the copy to keep in each.
 
     Each image's nearest neighbours in every index are candidates; a pair is linked when
-    (fused + orb) / 2 >= --threshold (see `searcher compare`), and groups are the connected sets of
+    the calibrated probability of "same picture" >= --threshold (see `searcher compare`), and groups are the connected sets of
     linked images. Keep: largest resolution, then largest file, then oldest. Group id: "g" + the
     smallest sha256 of its members (12 hex digits), stable across runs. Nothing is ever deleted.
     """
@@ -178,7 +186,13 @@ def dups(
         raise UsageError("--yes and --log go with --move-to DIR")
     with Catalog.open(catalog, create=False, warn=warn) as opened:
         with progress_bar() as progress:
-            result = opened.duplicates(threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
+            result = opened.duplicates(
+                threshold=threshold,
+                neighbours=neighbours,
+                workers=workers,
+                reporter=_Progress(progress),
+                verify_budget=verify_budget,
+            )
         grouped = sum(len(g.members) for g in result.groups)
         seconds = sum(result.timings.values())
         err.print(

@@ -15,8 +15,10 @@ from rich.table import Table
 
 from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
 from searcher.errors import UsageError
-from searcher.features import DEFAULT_SIGNATURES
-from searcher.query import VERIFY_BUDGET
+
+# Repeated from the library so that --help imports nothing heavy (tests/test_accuracy.py checks they agree).
+DEFAULT_SIGNATURES = "hist,mse,orb,ae,cnn"  # searcher.features.DEFAULT_SIGNATURES
+VERIFY_BUDGET = 100  # searcher.query.VERIFY_BUDGET
 
 
 class Format(str, Enum):
@@ -52,7 +54,7 @@ def ingest(
     catalog: Optional[str] = CatalogOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
-    signatures: str = typer.Option(",".join(DEFAULT_SIGNATURES), "--signatures", help="Comma-separated signatures to compute."),
+    signatures: str = typer.Option(DEFAULT_SIGNATURES, "--signatures", help="Comma-separated signatures to compute."),
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
     every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
     scene_change: Optional[float] = typer.Option(
@@ -104,7 +106,10 @@ def query(
     ),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     verify_budget: int = typer.Option(
-        VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per query (adaptive: it stops once no candidate can still reach the top)."
+        VERIFY_BUDGET,
+        "--verify-budget",
+        min=0,
+        help="Most ORB verifications per query (adaptive: it stops once no candidate can still reach the top).",
     ),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
@@ -112,7 +117,13 @@ def query(
     from searcher import api
 
     results = api.query_paths(
-        [str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn, verify_budget=verify_budget
+        [str(p) for p in paths],
+        catalog,
+        top=top,
+        metric=metric.value,
+        hist_method=hist_method.value,
+        warn=warn,
+        verify_budget=verify_budget,
     )
     for result in results:
         if result.error:
@@ -174,7 +185,11 @@ def _print_results(results, fmt: Format) -> None:
         sys.stdout.write(buffer.getvalue())
     else:
         for r in results:
-            keys = [k for k in ("p_same", "fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
+            keys = [
+                k
+                for k in ("p_same", "fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches")
+                if any(k in h.scores for h in r.hits)
+            ]
             table = Table(title=r.query, title_justify="left")
             for column in ("rank", "score", *keys):
                 table.add_column(column, justify="right")

@@ -191,7 +191,12 @@ def fit_pca(model_path: Path, dim: int, whiten: bool) -> dict:
     mean = x.mean(0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     scale = s[:dim] / np.sqrt(len(x))
-    return {"mean": mean.astype(np.float32), "components": vt[:dim].astype(np.float32), "scale": (scale + scale.mean() * 0.1).astype(np.float32), "whiten": whiten}
+    return {
+        "mean": mean.astype(np.float32),
+        "components": vt[:dim].astype(np.float32),
+        "scale": (scale + scale.mean() * 0.1).astype(np.float32),
+        "whiten": whiten,
+    }
 
 
 def score(variant, split: str) -> dict:
@@ -205,7 +210,10 @@ def score(variant, split: str) -> dict:
         sims = (stored @ queries.T).max(axis=1)
         rank = int((sims > sims[index[original]]).sum()) + 1
         per_edit[edit].append((float(rank == 1), 1.0 / rank if rank <= 10 else 0.0))
-    table = {e: {"recall@1": float(np.mean([r for r, _ in v])), "mAP@10": float(np.mean([a for _, a in v]))} for e, v in per_edit.items()}
+    table = {
+        e: {"recall@1": float(np.mean([r for r, _ in v])), "mAP@10": float(np.mean([a for _, a in v]))}
+        for e, v in per_edit.items()
+    }
     table["mean"] = {k: float(np.mean([table[e][k] for e in EDITS])) for k in ("recall@1", "mAP@10")}
     return table
 
@@ -247,7 +255,9 @@ def cmd_retrieval(args) -> None:
     uptime = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"cnn_retrieval_{args.split}{'_final' if args.final else ''}.md"
-    out.write_text(f"# cnn retrieval probe, {args.split} split\n\n`{' '.join(sys.argv)}` ({time.time() - t0:.0f} s, load {uptime[0]:.1f})\n\n{text}\n")
+    out.write_text(
+        f"# cnn retrieval probe, {args.split} split\n\n`{' '.join(sys.argv)}` ({time.time() - t0:.0f} s, load {uptime[0]:.1f})\n\n{text}\n"
+    )
     (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
 
 
@@ -270,14 +280,14 @@ def _time(fn, batch, repeat: int) -> float:
 def cmd_speed(args) -> None:
     """ms/image of the network alone (preprocessed input), ORT vs torch eager, one thread, best of N."""
     os.environ["SEARCHER_TORCH_THREADS"] = "1"
-    import onnxruntime as ort
 
     sys.path.insert(0, str(REPO / "models"))
-    rng = np.random.default_rng(0)
     photos = split_originals("tuning")[:16]
     from searcher.features.cnn import CnnModel
 
-    lines = [f"load {os.getloadavg()[0]:.1f} at start; one thread; best of {args.repeat}; CPU ms per image (network only, 224x224 input ready)"]
+    lines = [
+        f"load {os.getloadavg()[0]:.1f} at start; one thread; best of {args.repeat}; CPU ms per image (network only, 224x224 input ready)"
+    ]
     lines.append("| network | file MB | ORT load ms | ORT b1 | ORT b16 | torch eager b1 | torch eager b16 |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for arch in ("efficientnet_lite0", "mobilenet_v2"):
@@ -287,13 +297,13 @@ def cmd_speed(args) -> None:
             model = CnnModel(path)
             load_ms = 1000 * (time.perf_counter() - t)
             batch = np.stack([model.preprocess(load_image(str(p)).bgr) for p in photos]).transpose(0, 3, 1, 2).copy()
-            run = lambda b: model.session.run(None, {model.input_name: b})  # noqa: E731
+            run = lambda b, m=model: m.session.run(None, {m.input_name: b})  # noqa: E731
             ort1 = _time(run, batch[:1], args.repeat * 4)
             ort16 = _time(run, batch, args.repeat)
             torch1 = torch16 = float("nan")
             if not suffix:
-                import torch
                 import build_cnn
+                import torch
 
                 torch.set_num_threads(1)
                 net = build_cnn.Descriptor(build_cnn.load_network(arch)).eval()
@@ -302,7 +312,9 @@ def cmd_speed(args) -> None:
                     torch1 = _time(net, tb[:1], args.repeat * 4)
                     torch16 = _time(net, tb, args.repeat)
             size = path.stat().st_size / 1e6
-            lines.append(f"| {arch}{suffix} | {size:.1f} | {load_ms:.0f} | {ort1:.1f} | {ort16:.1f} | {torch1:.1f} | {torch16:.1f} |")
+            lines.append(
+                f"| {arch}{suffix} | {size:.1f} | {load_ms:.0f} | {ort1:.1f} | {ort16:.1f} | {torch1:.1f} | {torch16:.1f} |"
+            )
             print(lines[-1], flush=True)
     # preprocessing of a decoded 640 px photo (resize to 224, normalise)
     model = CnnModel(WORK / "efficientnet_lite0_fp16.onnx")
@@ -311,7 +323,9 @@ def cmd_speed(args) -> None:
     for _ in range(5):
         for img in imgs:
             model.preprocess(img)
-    lines.append(f"preprocessing (640 px BGR -> 224x224 normalised): {1000 * (time.process_time() - t) / (5 * len(imgs)):.2f} CPU ms/image; load {os.getloadavg()[0]:.1f} at end")
+    lines.append(
+        f"preprocessing (640 px BGR -> 224x224 normalised): {1000 * (time.process_time() - t) / (5 * len(imgs)):.2f} CPU ms/image; load {os.getloadavg()[0]:.1f} at end"
+    )
     print(lines[-1])
     from searcher.features.cnn import CnnExtractor
 
@@ -321,7 +335,9 @@ def cmd_speed(args) -> None:
     t = time.process_time()
     for img in imgs:
         extractor.query_signatures(img)
-    lines.append(f"shipped cnn, query_signatures (8 variants) of a 640 px photo, one thread: {1000 * (time.process_time() - t) / len(imgs):.1f} CPU ms")
+    lines.append(
+        f"shipped cnn, query_signatures (8 variants) of a 640 px photo, one thread: {1000 * (time.process_time() - t) / len(imgs):.1f} CPU ms"
+    )
     print(lines[-1])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cnn_speed.md").write_text("# cnn network speed\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
@@ -355,11 +371,13 @@ def cmd_ingest(args) -> None:
     folder = make_ingest_folder()
     n = len(list(folder.iterdir()))
     exe = str(Path(sys.executable).parent / "searcher")
-    lines = [f"{n} images at <= 640 px in {folder.relative_to(REPO)}; best of {args.repeat} runs, fresh catalog each run",
-             "CPU s = user + system time of searcher and its workers; 'on 2 free cores' = 2 / (CPU s per image), the rate"
-             " this CPU work allows when nothing else runs (wall times here depend on the other users of the machine)",
-             "| signatures | workers | wall s | images/s | CPU s | CPU ms/image | images/s on 2 free cores | load before |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"{n} images at <= 640 px in {folder.relative_to(REPO)}; best of {args.repeat} runs, fresh catalog each run",
+        "CPU s = user + system time of searcher and its workers; 'on 2 free cores' = 2 / (CPU s per image), the rate"
+        " this CPU work allows when nothing else runs (wall times here depend on the other users of the machine)",
+        "| signatures | workers | wall s | images/s | CPU s | CPU ms/image | images/s on 2 free cores | load before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for sigs in ("hist,mse,orb,ae", "hist,mse,orb,ae,cnn", "cnn"):
         for workers in (1, 2):
             best, cpu, load = float("inf"), float("inf"), os.getloadavg()[0]
@@ -368,15 +386,22 @@ def cmd_ingest(args) -> None:
                 shutil.rmtree(catalog, ignore_errors=True)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t = time.perf_counter()
-                subprocess.run([exe, "ingest", str(folder), "--catalog", str(catalog), "--signatures", sigs, "--workers", str(workers)],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [exe, "ingest", str(folder), "--catalog", str(catalog), "--signatures", sigs, "--workers", str(workers)],
+                    check=True,
+                    capture_output=True,
+                )
                 best = min(best, time.perf_counter() - t)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = min(cpu, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-            lines.append(f"| {sigs} | {workers} | {best:.2f} | {n / best:.1f} | {cpu:.1f} | {1000 * cpu / n:.1f} | {2 * n / cpu:.1f} | {load:.1f} |")
+            lines.append(
+                f"| {sigs} | {workers} | {best:.2f} | {n / best:.1f} | {cpu:.1f} | {1000 * cpu / n:.1f} | {2 * n / cpu:.1f} | {load:.1f} |"
+            )
             print(lines[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cnn_ingest.md").write_text("# ingest throughput with and without cnn\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "cnn_ingest.md").write_text(
+        "# ingest throughput with and without cnn\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def cmd_cost(args) -> None:
@@ -408,14 +433,21 @@ def cmd_cost(args) -> None:
     n = len(files)
     ms = {k: 1000 * v / n for k, v in cost.items()}
     without = sum(v for k, v in ms.items() if k != "cnn")
-    lines = [f"{n} images at <= 640 px, one thread, CPU ms per image (load {load:.1f} -> {os.getloadavg()[0]:.1f})", "",
-             "| stage | " + " | ".join(ms) + " | total without cnn | total with cnn |", "|---|" + "---:|" * (len(ms) + 2),
-             "| CPU ms/image | " + " | ".join(f"{v:.1f}" for v in ms.values()) + f" | {without:.1f} | {without + ms['cnn']:.1f} |",
-             "", f"implied ingest rate on 2 free cores (2 workers, CPU-bound): {2000 / without:.0f} images/s without cnn, "
-             f"{2000 / (without + ms['cnn']):.0f} images/s with cnn (catalog writes and index inserts not counted)"]
+    lines = [
+        f"{n} images at <= 640 px, one thread, CPU ms per image (load {load:.1f} -> {os.getloadavg()[0]:.1f})",
+        "",
+        "| stage | " + " | ".join(ms) + " | total without cnn | total with cnn |",
+        "|---|" + "---:|" * (len(ms) + 2),
+        "| CPU ms/image | " + " | ".join(f"{v:.1f}" for v in ms.values()) + f" | {without:.1f} | {without + ms['cnn']:.1f} |",
+        "",
+        f"implied ingest rate on 2 free cores (2 workers, CPU-bound): {2000 / without:.0f} images/s without cnn, "
+        f"{2000 / (without + ms['cnn']):.0f} images/s with cnn (catalog writes and index inserts not counted)",
+    ]
     print("\n".join(lines))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cnn_cost.md").write_text("# CPU cost of each ingest stage\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "cnn_cost.md").write_text(
+        "# CPU cost of each ingest stage\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def cmd_query(args) -> None:
@@ -430,9 +462,12 @@ def cmd_query(args) -> None:
     if not catalog.is_dir():
         ingest([folder], CatalogLocation(catalog), IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
     queries = [str(c) for c, _, _ in make_edits("tuning")][::7]
-    lines = [f"{len(queries)} tuning copies queried in process against {len(list(folder.iterdir()))} images; "
-             f"threads: ONNX Runtime default (2 cores); load {os.getloadavg()[0]:.1f}",
-             "| metric | p50 wall ms | p50 CPU ms | p50 extract wall ms |", "|---|---:|---:|---:|"]
+    lines = [
+        f"{len(queries)} tuning copies queried in process against {len(list(folder.iterdir()))} images; "
+        f"threads: ONNX Runtime default (2 cores); load {os.getloadavg()[0]:.1f}",
+        "| metric | p50 wall ms | p50 CPU ms | p50 extract wall ms |",
+        "|---|---:|---:|---:|",
+    ]
     with Searcher(CatalogLocation(catalog)) as searcher:
         searcher.query(queries[0])
         for metric in ("cnn", "ae", "fused"):
@@ -443,11 +478,15 @@ def cmd_query(args) -> None:
                 wall.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
                 extract.append(result.timings["extract"])
-            lines.append(f"| {metric} | {1000 * np.median(wall):.0f} | {1000 * np.median(cpu):.0f} | {1000 * np.median(extract):.0f} |")
+            lines.append(
+                f"| {metric} | {1000 * np.median(wall):.0f} | {1000 * np.median(cpu):.0f} | {1000 * np.median(extract):.0f} |"
+            )
             print(lines[-1], flush=True)
     lines.append(f"load at end {os.getloadavg()[0]:.1f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cnn_query.md").write_text("# in-process query time with the cnn signature\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "cnn_query.md").write_text(
+        "# in-process query time with the cnn signature\n\n`" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def main() -> None:

@@ -136,12 +136,22 @@ def test_ingest_and_query_by_cnn_through_the_cli(tmp_path):
         shutil.copy(photo, folder / photo.name)
     catalog = tmp_path / "catalog"
     cli = [sys.executable, "-m", "searcher"]
-    ingest = subprocess.run([*cli, "ingest", folder, "--catalog", catalog, "--signatures", "hist,cnn", "--workers", "2"], capture_output=True, text=True)
+    ingest = subprocess.run(
+        [*cli, "ingest", folder, "--catalog", catalog, "--signatures", "hist,cnn", "--workers", "2"],
+        capture_output=True,
+        text=True,
+    )
     assert ingest.returncode == 0, ingest.stderr
     copy = tmp_path / "copy.jpg"
     image = cv2.imread(str(PHOTOS[5]))
-    cv2.imwrite(str(copy), cv2.rotate(_grey(transform(image, "cropped")), cv2.ROTATE_90_CLOCKWISE), [cv2.IMWRITE_JPEG_QUALITY, 40])
-    query = subprocess.run([*cli, "query", copy, "--catalog", catalog, "--metric", "cnn", "--format", "jsonl", "--top", "3"], capture_output=True, text=True)
+    cv2.imwrite(
+        str(copy), cv2.rotate(_grey(transform(image, "cropped")), cv2.ROTATE_90_CLOCKWISE), [cv2.IMWRITE_JPEG_QUALITY, 40]
+    )
+    query = subprocess.run(
+        [*cli, "query", copy, "--catalog", catalog, "--metric", "cnn", "--format", "jsonl", "--top", "3"],
+        capture_output=True,
+        text=True,
+    )
     assert query.returncode == 0, query.stderr
     hits = json.loads(query.stdout.splitlines()[0])["results"]
     assert Path(hits[0]["path"]).name == PHOTOS[5].name

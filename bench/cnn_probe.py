@@ -453,14 +453,14 @@ def cmd_cost(args) -> None:
 def cmd_query(args) -> None:
     """In-process query time on the 268-image catalog with every signature, by metric: p50 of the
     wall time and of the process CPU time (all threads), and the p50 of the extraction stage."""
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
-    from searcher.query import Searcher
+    import searcher
+    from searcher.ingest import IngestOptions
 
     folder = make_ingest_folder()
     catalog = WORK / "query_catalog"
     if not catalog.is_dir():
-        ingest([folder], CatalogLocation(catalog), IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
+        with searcher.Catalog.open(catalog) as cat:
+            cat.ingest([folder], IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
     queries = [str(c) for c, _, _ in make_edits("tuning")][::7]
     lines = [
         f"{len(queries)} tuning copies queried in process against {len(list(folder.iterdir()))} images; "
@@ -468,13 +468,13 @@ def cmd_query(args) -> None:
         "| metric | p50 wall ms | p50 CPU ms | p50 extract wall ms |",
         "|---|---:|---:|---:|",
     ]
-    with Searcher(CatalogLocation(catalog)) as searcher:
-        searcher.query(queries[0])
+    with searcher.Catalog.open(catalog, create=False) as cat:
+        cat.query_result(queries[0])
         for metric in ("cnn", "ae", "fused"):
             wall, cpu, extract = [], [], []
             for q in queries:
                 t, c = time.perf_counter(), time.process_time()
-                result = searcher.query(q, top=10, metric=metric)
+                result = cat.query_result(q, top=10, metric=metric)
                 wall.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
                 extract.append(result.timings["extract"])

@@ -280,10 +280,8 @@ def _time(fn, batch, repeat: int) -> float:
 def cmd_speed(args) -> None:
     """ms/image of the network alone (preprocessed input), ORT vs torch eager, one thread, best of N."""
     os.environ["SEARCHER_TORCH_THREADS"] = "1"
-    import onnxruntime as ort
 
     sys.path.insert(0, str(REPO / "models"))
-    rng = np.random.default_rng(0)
     photos = split_originals("tuning")[:16]
     from searcher.features.cnn import CnnModel
 
@@ -299,13 +297,13 @@ def cmd_speed(args) -> None:
             model = CnnModel(path)
             load_ms = 1000 * (time.perf_counter() - t)
             batch = np.stack([model.preprocess(load_image(str(p)).bgr) for p in photos]).transpose(0, 3, 1, 2).copy()
-            run = lambda b: model.session.run(None, {model.input_name: b})  # noqa: E731
+            run = lambda b, m=model: m.session.run(None, {m.input_name: b})  # noqa: E731
             ort1 = _time(run, batch[:1], args.repeat * 4)
             ort16 = _time(run, batch, args.repeat)
             torch1 = torch16 = float("nan")
             if not suffix:
-                import torch
                 import build_cnn
+                import torch
 
                 torch.set_num_threads(1)
                 net = build_cnn.Descriptor(build_cnn.load_network(arch)).eval()
@@ -455,14 +453,14 @@ def cmd_cost(args) -> None:
 def cmd_query(args) -> None:
     """In-process query time on the 268-image catalog with every signature, by metric: p50 of the
     wall time and of the process CPU time (all threads), and the p50 of the extraction stage."""
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
-    from searcher.query import Searcher
+    import searcher
+    from searcher.ingest import IngestOptions
 
     folder = make_ingest_folder()
     catalog = WORK / "query_catalog"
     if not catalog.is_dir():
-        ingest([folder], CatalogLocation(catalog), IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
+        with searcher.Catalog.open(catalog) as cat:
+            cat.ingest([folder], IngestOptions(workers=2, signatures=("hist", "mse", "orb", "ae", "cnn")))
     queries = [str(c) for c, _, _ in make_edits("tuning")][::7]
     lines = [
         f"{len(queries)} tuning copies queried in process against {len(list(folder.iterdir()))} images; "
@@ -470,13 +468,13 @@ def cmd_query(args) -> None:
         "| metric | p50 wall ms | p50 CPU ms | p50 extract wall ms |",
         "|---|---:|---:|---:|",
     ]
-    with Searcher(CatalogLocation(catalog)) as searcher:
-        searcher.query(queries[0])
+    with searcher.Catalog.open(catalog, create=False) as cat:
+        cat.query_result(queries[0])
         for metric in ("cnn", "ae", "fused"):
             wall, cpu, extract = [], [], []
             for q in queries:
                 t, c = time.perf_counter(), time.process_time()
-                result = searcher.query(q, top=10, metric=metric)
+                result = cat.query_result(q, top=10, metric=metric)
                 wall.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
                 extract.append(result.timings["extract"])

@@ -112,7 +112,7 @@ def _versus_peers(results: dict) -> list[str]:
 def _timings(results: dict) -> list[str]:
     lines = ["| catalog | images | ingest s (2 workers) | 1-min load before |", "|---|---:|---:|---:|"]
     for name, s in [*results["sets"].items(), *([("video", results["video"])] if results.get("video") else [])]:
-        for variant, t in s["ingest"].items():
+        for _variant, t in s["ingest"].items():
             total = sum(v for k, v in t["summary"].items() if k in ("added", "updated", "moved", "unchanged"))
             lines.append(f"| {name} ({t['signatures']}) | {total} | {t['wall_s']} | {t['load1_before']} |")
     lines += [

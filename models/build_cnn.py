@@ -110,7 +110,15 @@ class LiteBlock(nn.Module):
 
 class EfficientNetLite0(nn.Module):
     # (expand, kernel, stride, out channels, repeats) per stage
-    STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+    STAGES = [
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    ]
 
     def __init__(self, eps=1e-3):
         super().__init__()
@@ -220,23 +228,36 @@ def check(arch: str, images: list[str]) -> None:
 
 def export(arch: str, out: Path, fp16: bool) -> None:
     import onnx
-    from onnx import numpy_helper
 
     model = Descriptor(load_network(arch)).eval()
     dummy = torch.zeros(1, 3, INPUT, INPUT)
     torch.onnx.export(
-        model, (dummy,), str(out), input_names=["image"], output_names=["gem"],
-        dynamic_axes={"image": {0: "batch"}, "gem": {0: "batch"}}, opset_version=17, do_constant_folding=True, dynamo=False,
+        model,
+        (dummy,),
+        str(out),
+        input_names=["image"],
+        output_names=["gem"],
+        dynamic_axes={"image": {0: "batch"}, "gem": {0: "batch"}},
+        opset_version=17,
+        do_constant_folding=True,
+        dynamo=False,
     )
     graph = onnx.load(str(out))
     if fp16:
         _weights_to_fp16(graph)
     source = weights_file(arch)
     meta = {
-        "arch": arch, "input": INPUT, "gem_p": GEM_P, "mean": PRESETS[arch]["mean"], "std": PRESETS[arch]["std"],
-        "weights_package": PRESETS[arch]["package"], "weights_file": source.name,
-        "weights_sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "fp16": fp16,
-        "torch": torch.__version__, "onnx": onnx.__version__,
+        "arch": arch,
+        "input": INPUT,
+        "gem_p": GEM_P,
+        "mean": PRESETS[arch]["mean"],
+        "std": PRESETS[arch]["std"],
+        "weights_package": PRESETS[arch]["package"],
+        "weights_file": source.name,
+        "weights_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "fp16": fp16,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
     }
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
@@ -250,7 +271,9 @@ def export(arch: str, out: Path, fp16: bool) -> None:
     import onnxruntime as ort
 
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); max |onnx - torch| = {np.abs(got - ref).max():.2e} (of max {np.abs(ref).max():.2f})")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); max |onnx - torch| = {np.abs(got - ref).max():.2e} (of max {np.abs(ref).max():.2f})"
+    )
 
 
 def _weights_to_fp16(graph) -> None:

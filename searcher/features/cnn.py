@@ -30,6 +30,7 @@ import numpy as np
 
 from searcher.errors import SearcherError
 from searcher.features.base import Extractor
+from searcher.scoring import cosine_similarity
 
 PREPROCESSING = "1"  # bump when the preprocessing above changes: it is part of the version
 MODEL_NAME = "cnn.onnx"
@@ -193,10 +194,8 @@ class CnnExtractor(Extractor):
         return v / n if n > 0 else v
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        a = np.asarray(a, dtype=np.float32)
-        b = np.asarray(b, dtype=np.float32)
-        denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-        return 0.0 if denom == 0.0 else float(min(1.0, max(0.0, float(np.dot(a, b)) / denom)))
+        a, b = self.embedding(a), self.embedding(b)
+        return cosine_similarity(float(np.dot(a, b)))
 
 
 __all__ = ["CnnExtractor", "CnnModel", "DIM", "INPUT_SIZE", "default_model_path", "dihedral", "model_version"]

@@ -259,11 +259,9 @@ def compare_images(
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
     warn=None,
 ) -> Comparison:
-    """Every measure of A against B and the verdict of the pair rule.
-
-    `signatures`: the signatures a catalog holds (Catalog.compare passes them), so that the fused score
-    averages what `searcher dups` on that catalog averages; None = hist, mse and ae when its weights exist.
-    """
+    """Every measure of A against B and the verdict of the pair rule. `signatures`: those a catalog
+    holds (Catalog.compare passes them), so the score combines what `searcher dups` on it combines;
+    None = all of them whose model files exist."""
     image_a, image_b = _load(path_a, max_megapixels), _load(path_b, max_megapixels)
     bgr_a, bgr_b = image_a.bgr, image_b.bgr
     hist = HistogramExtractor()
@@ -272,8 +270,9 @@ def compare_images(
     oriented, best = _oriented_mse(bgr_a, bgr_b)
     orb_matches, mirrored, keypoints_a, keypoints_b = _symmetric_orb(path_a, path_b, bgr_a, bgr_b)
     verification = orb_matches.verification
-    grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
-    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
+    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(
+        *(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
+    )
     ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
     cnn_cosine = _cnn_cosine(bgr_a, bgr_b, signatures, warn)
 

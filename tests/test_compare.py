@@ -175,7 +175,7 @@ def test_cli_compare_table_ends_with_the_verdict(tmp_path):
     )
     assert result.exit_code == 0
     assert "hist BHATTACHARYYA" in result.stdout and "SIFT matches, FLANN" in result.stdout
-    assert result.stdout.strip().splitlines()[-1].startswith("not a near duplicate: score")
+    assert result.stdout.strip().splitlines()[-1].startswith("not a near duplicate: p(same picture)")
 
 
 def test_cli_compare_missing_file_is_a_usage_error(tmp_path):

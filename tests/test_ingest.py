@@ -220,6 +220,8 @@ def test_index_lost_after_a_crash_is_rebuilt_from_the_catalog(photo_dir, locatio
 
 def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(photo_dir, location, monkeypatch):
     from searcher.features.histogram import HistogramExtractor
+    from searcher.features.orb import OrbExtractor
+    from searcher.features.thumbnail import ThumbnailExtractor
 
     run([photo_dir], location)
     monkeypatch.setattr(HistogramExtractor, "version", "2")
@@ -236,5 +238,5 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
             ).all()
         )
     engine.dispose()
-    assert versions == {"hist": "2", "mse": "1", "orb": "1"}
+    assert versions == {"hist": "2", "mse": ThumbnailExtractor.version, "orb": OrbExtractor.version}
     assert run([photo_dir], location) == counts(unchanged=6)

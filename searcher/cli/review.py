@@ -141,22 +141,26 @@ class _Progress:
         self.progress.console.print(f"warning: {message}", markup=False)
 
 
+DupsThresholdOption = typer.Option(
+    DEFAULT_THRESHOLD,
+    "--threshold",
+    min=0.01,
+    max=1.0,
+    help="Calibrated probability of 'same picture' at which two images are linked.",
+)
+VerifyBudgetOption = typer.Option(
+    DEFAULT_VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per image (its most promising pairs first)."
+)
+
+
 def dups(
     catalog: Optional[str] = CatalogOption,
-    threshold: float = typer.Option(
-        DEFAULT_THRESHOLD,
-        "--threshold",
-        min=0.01,
-        max=1.0,
-        help="Calibrated probability of 'same picture' at which two images are linked.",
-    ),
+    threshold: float = DupsThresholdOption,
     neighbours: int = typer.Option(
         DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
     ),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
-    verify_budget: int = typer.Option(
-        DEFAULT_VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per image (its most promising pairs first)."
-    ),
+    verify_budget: int = VerifyBudgetOption,
     fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),
     html_path: Optional[Path] = typer.Option(
         None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False

@@ -36,7 +36,7 @@ WORK = REPO / "bench" / "work" / "calibrate"
 NEGATIVES_VERIFIED = 40
 NEGATIVES_RANDOM = 10
 L2 = 1.0  # ridge penalty on the weights (a prior of about one pair), not on the intercept
-VERSION_PREFIX = "1"
+VERSION_PREFIX = "2"  # 2: grey pairs get grey_hist instead of a grey term
 
 
 def collect(catalog_dir: Path, image_set, seed: int = 0) -> dict:
@@ -96,11 +96,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, iterations: int =
     return w[:-1], float(w[-1])
 
 
+def grey_hist(data: dict) -> float:
+    """The hist feature a grey pair gets: the mean hist similarity of the colour negative pairs."""
+    colour_negatives = ~data["label"].astype(bool) & ~data["grey"].astype(bool) & ~np.isnan(data["hist"])
+    return round(float(np.mean(data["hist"][colour_negatives])), 6)
+
+
 def fit_all(data: dict) -> dict:
     """One model per signature set (see the module docstring), with its training figures."""
     from searcher.calibration import SIGNATURE_FEATURES, feature_columns, model_key
 
-    columns = feature_columns({s: data[s] for s in ("hist", "mse", "ae", "cnn")}, data["grey"], data["inliers"])
+    sims = {s: data[s] for s in ("hist", "mse", "ae", "cnn")}
+    columns = feature_columns(sims, data["grey"], data["inliers"], grey_hist=grey_hist(data))
     y = data["label"].astype(np.float64)
     models = {}
     for r in range(1, 6):
@@ -160,7 +167,7 @@ def main(argv=None) -> None:
         "command": "python -m bench.calibrate",
     }
     version = f"{VERSION_PREFIX}-{time.strftime('%Y%m%d', time.gmtime())}"
-    payload = {"version": version, "trained": trained, "models": models}
+    payload = {"version": version, "trained": trained, "grey_hist": grey_hist(data), "models": models}
     full = models["ae,cnn,hist,mse,orb"]
     log(
         f"calibrate: {trained['pairs']} pairs ({trained['positives']} positive) in {time.time() - started:.0f} s; full model {full}"

@@ -186,9 +186,9 @@ def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget
         if position % ORB_CHUNK == 0:
             stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")
         signature = stored.get(ids[i])
-        # Fewer inliers than MIN_INLIERS score as none, so a pair with fewer matches skips the homography.
+        # Fewer inliers than CHANCE_INLIERS score as none, so a pair with fewer matches skips the homography.
         need = int(scored.needed(np.nextafter(kth, np.inf))[i]) if np.isfinite(kth) and not every else 0
-        need = max(need, scoring.MIN_INLIERS)
+        need = max(need, calibration.CHANCE_INLIERS)
         v = scoring.best_verification(variants, signature, need) if signature is not None else scoring.Verification(0, 0)
         inliers[i], matches[i], verified[i] = v.inliers, v.matches, True
         best = sorted([*best, _logit_at(scored, i, v.inliers)], reverse=True)[:top]

@@ -34,10 +34,11 @@ MIN_INLIERS = calibration.MIN_INLIERS  # random matches reach a handful of inlie
 HOMOGRAPHY_METHOD = cv2.USAC_MAGSAC
 THUMB_SIDE = 16  # the mse thumbnail is THUMB_SIDE x THUMB_SIDE
 PAIR_RULE = (
-    "near duplicate when p = sigmoid(calibrated weights . (hist x not-grey, grey, mse, ae, cnn, orb, orb_log)) "
-    ">= threshold; hist 1 - Bhattacharyya, mse 1 - 2*RMSE of the best flip/rotation of the normalised "
-    f"thumbnails, ae/cnn cosine, orb = clip((inliers - {MIN_INLIERS}) / {3 * MIN_INLIERS}, 0, 1), "
-    f"orb_log = log(1 + inliers) / log(1 + {INLIER_CAP}); weights: searcher/calibration.json"
+    "near duplicate when p = sigmoid(calibrated weights . (hist, mse, ae, cnn, orb, orb_log)) "
+    ">= threshold; hist 1 - Bhattacharyya (a constant when either image is grey), mse 1 - 2*RMSE of the best flip/rotation of the normalised "
+    f"thumbnails, ae/cnn cosine, orb = clip((inliers - {calibration.CHANCE_INLIERS}) / "
+    f"{calibration.FULL_INLIERS - calibration.CHANCE_INLIERS}, 0, 1), orb_log = log(1 + inliers) / log(1 + {INLIER_CAP}) "
+    f"(both 0 under {calibration.CHANCE_INLIERS} inliers); weights: searcher/calibration.json"
 )
 
 # ---- per-signature similarities ----
@@ -134,7 +135,9 @@ def calibrate(similarities: dict[str, np.ndarray], grey, has_orb: bool) -> Calib
     model_set = calibration.load()
     names = [s for s in SIMILARITY_SIGNATURES if s in similarities]
     n = len(np.atleast_1d(grey))
-    columns = calibration.feature_columns({s: similarities[s] for s in names}, np.broadcast_to(grey, (n,)))
+    columns = calibration.feature_columns(
+        {s: similarities[s] for s in names}, np.broadcast_to(grey, (n,)), grey_hist=model_set.grey_hist
+    )
     present = np.array([~np.isnan(np.asarray(similarities[s], dtype=np.float64)) for s in names]).reshape(len(names), n)
     base = np.full(n, -50.0)
     terms = np.zeros((n, INLIER_CAP + 1))

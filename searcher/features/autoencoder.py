@@ -3,6 +3,7 @@
 Recipe (the whole preprocessing, so that a stored latent can be reproduced):
     BGR uint8 image, any size and aspect ratio (grey or BGRA are converted to BGR)
     -> cv2.resize to INPUT_SIZE x INPUT_SIZE (64 x 64) with INTER_AREA, ignoring the aspect ratio
+       (through the shared 256 x 256 WorkImage.square: the same pixels up to one uint8 step)
     -> BGR to RGB -> float32 / 255 -> (x - 0.5) / 0.25 -> CHW
     -> encoder (4 strided 3x3 convs 32-64-128-128, BatchNorm, ReLU; flatten; linear to latent_dim)
     -> L2 normalisation.
@@ -38,6 +39,7 @@ import numpy as np
 
 from searcher.errors import SearcherError
 from searcher.features.base import Extractor
+from searcher.features.work_image import SQUARE, WorkImage
 
 ARCH = "ae64-v1"  # bump when the architecture or the preprocessing changes
 INPUT_SIZE = 64
@@ -75,8 +77,10 @@ def weights_version(path: str | os.PathLike) -> str:
 # preprocessing (numpy only)
 
 
-def preprocess(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+def preprocess(image: np.ndarray | WorkImage, size: int = INPUT_SIZE) -> np.ndarray:
     """BGR uint8 image -> float32 CHW RGB array, size x size, normalised as the recipe says."""
+    if isinstance(image, WorkImage) and size <= SQUARE:
+        image = image.square
     image = np.asarray(image)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -88,6 +92,8 @@ def preprocess(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
         raise ValueError(f"expected a BGR image, got an array of shape {image.shape}")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
+    if size <= SQUARE and image.shape[:2] != (SQUARE, SQUARE):
+        image = WorkImage(image).square
     small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     rgb = small[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
     return ((rgb - _MEAN) / _STD).transpose(2, 0, 1).copy()
@@ -450,6 +456,7 @@ class AutoencoderExtractor(Extractor):
     """
 
     name: ClassVar[str] = "ae"
+    takes_work_image: ClassVar[bool] = True
     space: ClassVar[str] = "cosine"
     dim: int = DEFAULT_LATENT_DIM
     batch_size: int = 32

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from searcher.catalog.engine import current_revision
@@ -177,6 +177,27 @@ class Batch:
 
     def row_by_path(self, path: str) -> ImageRow | None:
         return self.session.scalar(select(ImageRow).where(ImageRow.path == path))
+
+    def rows_by_paths(self, paths: list[str]) -> dict[str, ImageRow]:
+        """The rows of these paths that exist, in IN_BATCH-sized reads (not one select per file)."""
+        rows: dict[str, ImageRow] = {}
+        for start in range(0, len(paths), IN_BATCH):
+            chunk = paths[start : start + IN_BATCH]
+            rows.update((row.path, row) for row in self.session.scalars(select(ImageRow).where(ImageRow.path.in_(chunk))))
+        return rows
+
+    def insert_images(self, rows: list[dict]) -> list[int]:
+        """Bulk insert of new image rows (Core executemany with RETURNING); their ids, in order."""
+        if not rows:
+            return []
+        statement = insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True)
+        return list(self.session.scalars(statement, rows))
+
+    def insert_signatures(self, rows: list[dict]) -> None:
+        """Bulk insert of new signature rows (image_id, extractor, version, data): Core executemany,
+        no ORM identity map; the caller makes sure none of them exists yet."""
+        if rows:
+            self.session.execute(insert(SignatureRow), rows)
 
     def new_row(self, path: str, kind: str = KIND_IMAGE, **values) -> ImageRow:
         row = ImageRow(path=path, kind=kind, **values)

@@ -13,7 +13,7 @@ from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 MAX_FEATURES = 256
 # ORB runs on the grey working image shrunk to this long side (INTER_LINEAR, as ORB's own pyramid),
 # its keypoints scaled back to working-image pixels (bench/orb_study.py). None: the working image itself.
-ORB_SIDE: int | None = 480
+ORB_SIDE: int | None = 400
 ORB_LEVELS = 8
 ORB_SCALE = 1.2
 ORB_FAST = 20  # FAST threshold (OpenCV's default); low-texture images are retried at 5

@@ -109,6 +109,16 @@ class Store:
         with self.session() as session:
             return {row[0]: tuple(row[1:]) for row in session.execute(query)}
 
+    def sort_keys(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        """id -> (sha256, path): a key that orders images the same in every catalog of the same files
+        (ids follow the ingest order), for tie-breaks."""
+        keys: dict[int, tuple[str, str]] = {}
+        with self.session() as session:
+            for start in range(0, len(ids), IN_BATCH):
+                query = select(ImageRow.id, ImageRow.sha256, ImageRow.path).where(ImageRow.id.in_(ids[start : start + IN_BATCH]))
+                keys.update((row.id, (row.sha256 or "", row.path)) for row in session.execute(query))
+        return keys
+
     def ok_rows(self) -> list:
         """(id, path, sha256, width, height, size, mtime_ns) of every row whose extraction succeeded, by id."""
         query = (

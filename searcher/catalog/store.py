@@ -7,6 +7,7 @@ an ingest go through one `Batch` (a transaction) at a time.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
@@ -24,6 +25,7 @@ from searcher.catalog.schema import (
     StateRow,
 )
 
+SIGNATURE_COUNTS_KEY = "signature_counts"
 IN_BATCH = 500  # ids per IN (...) list: well under every database's parameter limit
 
 
@@ -58,14 +60,28 @@ class Store:
     # ---- signatures ----
 
     def signature_counts(self) -> list[tuple[str, str, int]]:
-        """(extractor, version, rows) of every stored signature kind, sorted."""
-        query = (
-            select(SignatureRow.extractor, SignatureRow.version, func.count())
-            .group_by(SignatureRow.extractor, SignatureRow.version)
-            .order_by(SignatureRow.extractor, SignatureRow.version)
-        )
+        """(extractor, version, rows) of every stored signature kind, sorted. Read from the summary
+        the last completed ingest left (catalog_state), when no change began since; else counted
+        (a GROUP BY over every signature: about 0.5 s at 100k images)."""
         with self.session() as session:
-            return [tuple(row) for row in session.execute(query).all()]
+            cached = session.get(StateRow, SIGNATURE_COUNTS_KEY)
+            if cached is not None:
+                try:
+                    data = json.loads(cached.value)
+                    if data.get("generation") == _generation(session):
+                        return [tuple(row) for row in data["counts"]]
+                except (ValueError, TypeError, KeyError):
+                    pass  # unreadable: count
+            return _count_signatures(session)
+
+    def remember_signature_counts(self) -> None:
+        """Store the signature counts with the current generation (ingest calls this once it has
+        applied everything; the next change bumps the generation and so voids them)."""
+        with self.session() as session:
+            counts = _count_signatures(session)
+            value = json.dumps({"generation": _generation(session), "counts": counts})
+            session.merge(StateRow(key=SIGNATURE_COUNTS_KEY, value=value))
+            session.commit()
 
     def signature_names(self) -> list[str]:
         with self.session() as session:
@@ -244,6 +260,15 @@ class Batch:
         children = list(self.session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)))
         self.delete_images(children)
         return children
+
+
+def _count_signatures(session: Session) -> list[tuple[str, str, int]]:
+    query = (
+        select(SignatureRow.extractor, SignatureRow.version, func.count())
+        .group_by(SignatureRow.extractor, SignatureRow.version)
+        .order_by(SignatureRow.extractor, SignatureRow.version)
+    )
+    return [tuple(row) for row in session.execute(query).all()]
 
 
 def _generation(session: Session) -> int:

@@ -69,7 +69,11 @@ def main() -> None:
                 pos.append(inliers >= MIN_INLIERS)
                 scores.append(min(1.0, max(0.0, (inliers - MIN_INLIERS) / (3.0 * MIN_INLIERS))))
                 if family in ("crop50", "combo2", "text"):
-                    for other in (originals[(k + 7) % len(originals)], originals[(k + 23) % len(originals)], originals[(k + 41) % len(originals)]):
+                    for other in (
+                        originals[(k + 7) % len(originals)],
+                        originals[(k + 23) % len(originals)],
+                        originals[(k + 41) % len(originals)],
+                    ):
                         neg.append(_verify(orb, query, stored[str(other)]) >= MIN_INLIERS)
         natural = [_verify(orb, images.load_image(a).bgr, orb.extract(images.load_image(b).bgr)) for a, b in pairs]
         line = f"{label:24s} {ms:5.2f} ms |"

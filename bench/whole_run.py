@@ -118,7 +118,12 @@ def run_searcher(files: Path, catalog: Path, workers: int, threshold: float) -> 
     result = find_duplicates(CatalogLocation(catalog), threshold=threshold, workers=workers)
     end = time.perf_counter()
     groups = [{m.path for m in g.members} for g in result.groups]
-    details = {"ingest_s": mid - clock, "dups_s": end - mid, "verified_pairs": result.verified_pairs, "candidate_pairs": result.candidate_pairs}
+    details = {
+        "ingest_s": mid - clock,
+        "dups_s": end - mid,
+        "verified_pairs": result.verified_pairs,
+        "candidate_pairs": result.candidate_pairs,
+    }
     return end - clock, pairs_of(groups), details
 
 
@@ -159,13 +164,20 @@ def main() -> None:
         rows["imagededup PHash"].append({"wall_s": wall, "load": load, "pr": precision_recall(pairs, truth)})
     summary = {}
     for name, runs in rows.items():
-        summary[name] = {"median_s": median(r["wall_s"] for r in runs), "precision": runs[-1]["pr"][0], "recall": runs[-1]["pr"][1], "runs": runs}
+        summary[name] = {
+            "median_s": median(r["wall_s"] for r in runs),
+            "precision": runs[-1]["pr"][0],
+            "recall": runs[-1]["pr"][1],
+            "runs": runs,
+        }
         print(f"{name:18s} median {summary[name]['median_s']:.2f} s  precision {runs[-1]['pr'][0]:.3f} recall {runs[-1]['pr'][1]:.3f}  "
               f"runs {[round(r['wall_s'], 2) for r in runs]} loads {[round(r['load'], 1) for r in runs]}")  # fmt: skip
     ratio = summary["searcher"]["median_s"] / summary["imagededup PHash"]["median_s"]
     print(f"searcher / imagededup PHash = {ratio:.2f}x (goal <= 2); searcher runs: {rows['searcher']}")
     out = WORK / "whole_run.json"
-    out.write_text(json.dumps({"files": n, "true_pairs": len(truth), "summary": summary, "ratio": ratio}, indent=1, default=float))
+    out.write_text(
+        json.dumps({"files": n, "true_pairs": len(truth), "summary": summary, "ratio": ratio}, indent=1, default=float)
+    )
 
 
 if __name__ == "__main__":

@@ -77,11 +77,11 @@ def test_the_cheap_head_revision_is_alembics():
 
 
 def test_signature_counts_come_from_the_summary_ingest_leaves_and_follow_each_change(tmp_path):
-    from conftest import SAMPLE
-
     from searcher import Catalog
     from searcher.catalog.store import _count_signatures
     from searcher.ingest import IngestOptions
+
+    from conftest import SAMPLE
 
     photos = sorted((SAMPLE / "photos").iterdir())
     (tmp_path / "lib").mkdir()

@@ -4,10 +4,11 @@ were ingested in (image ids follow it), the number of workers, or the run."""
 import shutil
 
 import pytest
-from conftest import SAMPLE
 
 from searcher import Catalog
 from searcher.ingest import IngestOptions
+
+from conftest import SAMPLE
 
 SIGNATURES = ("hist", "mse", "orb")
 

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-from conftest import PHOTOS
 from typer.testing import CliRunner
 
 from searcher.api import info as catalog_info
@@ -16,6 +15,8 @@ from searcher.features.histogram import HistogramExtractor
 from searcher.features.orb import OrbExtractor
 from searcher.features.thumbnail import ThumbnailExtractor
 from searcher.ingest import IngestOptions
+
+from conftest import PHOTOS
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ class HnswIndex:
         return self.path.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> "HnswIndex":
+    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> HnswIndex:
         """The saved index, or IndexUnusable saying why it cannot be trusted."""
         index = cls(path, dim, space, version, empty=False)
         if not index.path.exists() or not index.sidecar_path.exists():
@@ -164,9 +164,15 @@ class HnswIndex:
             unit = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
             distances = 1.0 - unit @ matrix.T
         else:
-            distances = np.maximum(np.einsum("ij,ij->i", queries, queries)[:, None] + norms[None, :] - 2.0 * (queries @ matrix.T), 0.0)
+            distances = np.maximum(
+                np.einsum("ij,ij->i", queries, queries)[:, None] + norms[None, :] - 2.0 * (queries @ matrix.T), 0.0
+            )
         rows = np.arange(len(queries))[:, None]
-        near = np.argpartition(distances, k - 1, axis=1)[:, :k] if k < len(labels) else np.tile(np.arange(len(labels)), (len(queries), 1))
+        near = (
+            np.argpartition(distances, k - 1, axis=1)[:, :k]
+            if k < len(labels)
+            else np.tile(np.arange(len(labels)), (len(queries), 1))
+        )
         order = np.lexsort((labels[near], distances[rows, near]), axis=1)
         near = near[rows, order]
         return labels[near], distances[rows, near].astype(np.float32)

@@ -7,7 +7,6 @@ import numpy as np
 
 from searcher.features.base import Extractor
 from searcher.features.work_image import WorkImage, as_work
-
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
@@ -17,6 +16,7 @@ ORB_SIDE: int | None = 400
 ORB_LEVELS = 8
 ORB_SCALE = 1.2
 ORB_FAST = 20  # FAST threshold (OpenCV's default); low-texture images are retried at 5
+MIN_SIDE = 2  # ORB's pyramid resize asserts on a one-pixel side (such an image has no keypoints anyway)
 
 split = split_orb  # the packed row layout is scoring's (x, y as float16, 32-byte descriptor)
 
@@ -48,6 +48,10 @@ class OrbExtractor(Extractor):
 
     def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
         grey = as_work(image).grey
+        if min(grey.shape[:2]) < MIN_SIDE:
+            # ORB finds nothing within 31 pixels of a border anyway, and its pyramid resize
+            # asserts on a one-pixel side: such an image simply has no keypoints.
+            return np.zeros((0, ROW_BYTES), dtype=np.uint8)
         factor = 1.0
         if self.side is not None and max(grey.shape[:2]) > self.side:
             factor = max(grey.shape[:2]) / self.side
@@ -63,7 +67,9 @@ class OrbExtractor(Extractor):
         return np.hstack([points, descriptors]).astype(np.uint8)
 
     def _orb(self, fast_threshold: int):
-        return cv2.ORB_create(nfeatures=self.max_features, scaleFactor=self.scale, nlevels=self.levels, fastThreshold=fast_threshold)
+        return cv2.ORB_create(
+            nfeatures=self.max_features, scaleFactor=self.scale, nlevels=self.levels, fastThreshold=fast_threshold
+        )
 
     def query_signatures(self, image: np.ndarray | WorkImage) -> list[np.ndarray]:
         """The query and its mirror image: ORB is rotation- but not flip-invariant."""

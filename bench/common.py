@@ -19,7 +19,10 @@ RESULTS = BENCH / "results"  # committed: tables, JSON, plots
 # $SEARCHER_CORPUS, else shared/corpus beside the repository (or beside the folder of worktrees)
 CORPUS = Path(
     os.environ.get("SEARCHER_CORPUS")
-    or next((p for p in (REPO.parent / "shared" / "corpus", REPO.parent.parent / "shared" / "corpus") if p.exists()), REPO.parent / "shared" / "corpus")
+    or next(
+        (p for p in (REPO.parent / "shared" / "corpus", REPO.parent.parent / "shared" / "corpus") if p.exists()),
+        REPO.parent / "shared" / "corpus",
+    )
 )
 SEED = 20240611  # every random choice of the benchmark derives from this
 

@@ -107,15 +107,24 @@ def precision_recall(found: set, truth: set) -> tuple[float, float]:
 def run_searcher(files: Path, catalog: Path, workers: int, threshold: float) -> tuple[float, set, dict]:
     """(wall seconds of ingest + dups from scratch, pairs, details)."""
     from searcher.catalog import CatalogLocation
-    from searcher.dups import find_duplicates
-    from searcher.ingest import IngestOptions, ingest
+    from searcher.ingest import IngestOptions
 
+    try:  # the public API; the module functions of searcher before the catalog seam (for baselines)
+        from searcher.api import duplicates as find_duplicates
+        from searcher.api import ingest
+
+        location = str(catalog)
+    except ImportError:
+        from searcher.dups import find_duplicates
+        from searcher.ingest import ingest
+
+        location = CatalogLocation(catalog)
     if catalog.exists():
         shutil.rmtree(catalog)
     clock = time.perf_counter()
-    ingest([files], CatalogLocation(catalog), IngestOptions(workers=workers))
+    ingest([files], location, IngestOptions(workers=workers))
     mid = time.perf_counter()
-    result = find_duplicates(CatalogLocation(catalog), threshold=threshold, workers=workers)
+    result = find_duplicates(location, threshold=threshold, workers=workers)
     end = time.perf_counter()
     groups = [{m.path for m in g.members} for g in result.groups]
     details = {

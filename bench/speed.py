@@ -388,8 +388,14 @@ def ingest_ratio(files: list[Path], signatures, rounds: int = 3, baseline: Path 
     """Ingest throughput over pHash throughput at 1 and 2 processes, measured in turn in every round
     (pHash, then this checkout's ingest, then `baseline`'s when given), so that the shared machine's
     load weighs on each alike; medians over the rounds, and the 1-min load before each round."""
-    paths = [str(p) for p in files]
-    root = str(files[0].parent)
+    folder = WORK / f"speed-ratio-{len(files)}"  # exactly these files: ingest takes a folder
+    if not folder.exists() or len(list(folder.iterdir())) != len(files):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, folder / f.name)
+    paths = sorted(str(p) for p in folder.iterdir())
+    root = str(folder)
     for p in paths:  # page cache
         Path(p).read_bytes()
     checkouts = {"ingest": REPO, **({"baseline ingest": Path(baseline)} if baseline else {})}

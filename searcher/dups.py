@@ -9,7 +9,8 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
    homography inliers. Pairs go best fused score first, in chunks; a pair whose images are already
    linked through verified pairs is skipped (it cannot change a group), which is decided with the
-   links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count. The pair rule is searcher.scoring's: score = (fused + orb) / 2 >= threshold,
+   links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
+   The pair rule is searcher.scoring's: score = (fused + orb) / 2 >= threshold,
    orb = clip((inliers - 8) / 24, 0, 1). From its fused score each pair needs a number of inliers;
    the homography is skipped when there are fewer matches than that (exact). ORB is not
    flip-invariant, so a pair whose thumbnails match best with one mirrored, and closely (mse

@@ -144,6 +144,7 @@ def query(
 
 def _hit_dict(rank: int, hit) -> dict:
     entry = {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
+    entry["id"] = hit.image_id  # the catalog id: what `searcher serve` names images by
     if hit.frame is not None:  # a video frame or person crop: path is the video
         entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
     return entry
@@ -223,6 +224,24 @@ def reindex(catalog: Optional[Path] = CatalogOption) -> None:
 
     counts = rebuild_indexes(locate(catalog))
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
+
+
+@app.command()
+def serve(
+    catalog: Optional[Path] = CatalogOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs --token."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port."),
+    token: Optional[str] = typer.Option(
+        None, "--token", envvar="SEARCHER_TOKEN", help="Required on every request: Authorization: Bearer TOKEN, or open /?token=TOKEN once", show_default=False
+    ),
+    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Where moved duplicates go (default: searcher-duplicates beside the catalog folder).", file_okay=False),
+    max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.1, help="Largest upload accepted."),
+) -> None:
+    """Answer HTTP: a JSON API (OpenAPI at /docs) and a web page to search and review duplicates."""
+    from searcher.catalog import locate
+    from searcher.server import serve as run_server
+
+    run_server(locate(catalog), host, port, token or None, move_to=move_to, max_upload_mb=max_upload_mb, announce=lambda m: err.print(m, markup=False))
 
 
 @app.callback()

@@ -14,7 +14,9 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
-   A member's score is the best score of its linked pairs.
+   A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
+   "not duplicates" (searcher.review_store) are left out: such pairs are not linked, such groups
+   not returned.
 
 Group id: "g" + the first 12 hex digits of the smallest sha256 among the members. It stays the same
 across runs, renames and moves for as long as that member stays in the group.
@@ -51,6 +53,7 @@ from searcher.catalog import STATUS_OK, CatalogLocation, ImageRow, SignatureRow,
 from searcher.compare import DEFAULT_THRESHOLD, FUSED_SIGNATURES, match_orb, orientations, required_inliers
 from searcher.errors import CatalogError, SearcherError, UsageError
 from searcher.features.orb import MIN_INLIERS, OrbExtractor
+from searcher.review_store import ignored_group_ids, ignored_pairs
 
 DEFAULT_NEIGHBOURS = 10
 MIRROR_SIMILARITY = 0.9  # mse similarity, mirrored, from which a pair gets the mirror check
@@ -89,6 +92,7 @@ class DupsResult:
     candidate_pairs: int = 0
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
+    ignored_groups: int = 0  # groups found but marked "not duplicates" (searcher.review_store), left out
     threshold: float = DEFAULT_THRESHOLD
     neighbours: int = DEFAULT_NEIGHBOURS
     timings: dict[str, float] = field(default_factory=dict)
@@ -430,12 +434,20 @@ def find_duplicates(
             scores[retry] = pair_scores(fused[retry], inliers[retry])
         scores[same_bytes] = 1.0
         result.timings["verify"] = time.perf_counter() - clock
+        ignored_groups, ignored = ignored_group_ids(engine), ignored_pairs(engine)
 
     linked = np.flatnonzero(scores >= threshold)
+    linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]] if ignored else linked
     result.candidate_pairs = len(pairs)
     result.linked_pairs = len(linked)
-    result.groups = _groups(members, pairs[linked], scores[linked])
+    groups = _groups(members, pairs[linked], scores[linked])
+    result.groups = [g for g in groups if g.id not in ignored_groups]
+    result.ignored_groups = len(groups) - len(result.groups)
     return result
+
+
+def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:
+    return tuple(sorted((members[a].sha256, members[b].sha256)))
 
 
 def pair_scores(fused: np.ndarray, inliers: np.ndarray) -> np.ndarray:

@@ -46,15 +46,12 @@ def build_catalog(n: int) -> Path:
     """The catalog folder of serve-load-n<n> (built and ingested when missing)."""
     import cv2
 
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
-
+    import searcher
     from bench.common import available_signatures
 
     root = WORK / f"serve-load-n{n}"
-    location = CatalogLocation(root / "catalog")
     if (root / ".done").exists():
-        return location.directory
+        return root / "catalog"
     files = root / "files"
     sources = _sources()
     base = len(sources) + len(list((SAMPLE / "copies").iterdir()))
@@ -78,21 +75,23 @@ def build_catalog(n: int) -> Path:
         cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))])
     log(f"ingesting serve-load-n{n} ({n} images, 2 workers)")
     clock = time.perf_counter()
-    summary = ingest([SAMPLE / "photos", SAMPLE / "copies", CORPUS / "photos", files], location, IngestOptions(workers=2, signatures=available_signatures()))
+    with searcher.Catalog.open(root / "catalog") as catalog:
+        roots = [SAMPLE / "photos", SAMPLE / "copies", CORPUS / "photos", files]
+        summary = catalog.ingest(roots, searcher.IngestOptions(workers=2, signatures=available_signatures()))
     log(f"ingest: {summary.counts()} in {time.perf_counter() - clock:.0f} s (load {load1():.1f})")
     (root / ".done").write_text(json.dumps(summary.counts()))
-    return location.directory
+    return root / "catalog"
 
 
 def build_sample_catalog() -> Path:
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
+    import searcher
 
-    location = CatalogLocation(WORK / "serve-load-sample" / "catalog")
-    if not (location.directory.parent / ".done").exists():
-        ingest([SAMPLE], location, IngestOptions(workers=2))
-        (location.directory.parent / ".done").write_text("ok")
-    return location.directory
+    root = WORK / "serve-load-sample"
+    if not (root / ".done").exists():
+        with searcher.Catalog.open(root / "catalog") as catalog:
+            catalog.ingest([SAMPLE], searcher.IngestOptions(workers=2))
+        (root / ".done").write_text("ok")
+    return root / "catalog"
 
 
 def query_files() -> list[tuple[str, bytes]]:
@@ -225,18 +224,17 @@ def in_process(catalog: Path, queries, count: int = 60) -> dict:
     """The same queries through the library in this process (no HTTP): what the server adds is the difference."""
     import tempfile
 
-    from searcher.catalog import CatalogLocation
-    from searcher.query import Searcher
+    import searcher
 
     latencies = []
-    with tempfile.TemporaryDirectory() as folder, Searcher(CatalogLocation(catalog)) as searcher:
+    with tempfile.TemporaryDirectory() as folder, searcher.Catalog.open(catalog, create=False) as opened:
         paths = []
         for name, data in queries:
             (Path(folder) / name).write_bytes(data)
             paths.append(str(Path(folder) / name))
         for k in range(count + 4):
             clock = time.perf_counter()
-            searcher.query(paths[k % len(paths)], top=10)
+            opened.query_result(paths[k % len(paths)], top=10)
             if k >= 4:
                 latencies.append((time.perf_counter() - clock) * 1000)
     return {"p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1), "load": round(load1(), 2)}

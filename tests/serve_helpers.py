@@ -5,17 +5,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from searcher.catalog import CatalogLocation
-from searcher.ingest import IngestOptions, ingest
+import searcher
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
 
-def make_library(root: Path, signatures=("hist", "mse", "orb")) -> tuple[Path, CatalogLocation]:
-    """sample_data's photos and copies copied under root/library (moves may touch them), ingested."""
+def make_library(root: Path, signatures=("hist", "mse", "orb")):
+    """sample_data's photos and copies copied under root/library (moves may touch them), ingested:
+    (library folder, catalog location)."""
     library = root / "library"
     for part in ("photos", "copies"):
         shutil.copytree(SAMPLE / part, library / part)
-    location = CatalogLocation(root / "catalog")
-    ingest([library], location, IngestOptions(workers=1, signatures=tuple(signatures)))
-    return library, location
+    with searcher.Catalog.open(root / "catalog") as catalog:
+        catalog.ingest([library], searcher.IngestOptions(workers=1, signatures=tuple(signatures)))
+        return library, catalog.location

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
+import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
+import numpy as np
 import pytest
+
+import searcher
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'searcher[serve]'")
 
@@ -24,6 +29,7 @@ from searcher.server.service import Service  # noqa: E402
 from searcher.server.warm import WarmCatalog  # noqa: E402
 
 from serve_helpers import make_library  # noqa: E402
+from test_video import two_scene_frames, write_video  # noqa: E402
 
 runner = CliRunner()
 
@@ -94,8 +100,6 @@ def test_query_by_id_and_by_metric(served):
 
 def png_header_claiming(width, height) -> bytes:
     """A small real PNG whose header is patched to claim width x height pixels (a decompression bomb's shape)."""
-    import numpy as np
-
     data = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
@@ -161,7 +165,7 @@ def test_thumbnail_and_original_by_id(served):
     hit = client.post("/api/query?top=1", files={"file": ("a.jpg", photo(library).read_bytes())}).json()["results"][0]
     thumb = client.get(f"/api/images/{hit['id']}/thumbnail?size=128")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
-    decoded = cv2.imdecode(__import__("numpy").frombuffer(thumb.content, "uint8"), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(thumb.content, "uint8"), cv2.IMREAD_COLOR)
     assert max(decoded.shape[:2]) == 128
     original = client.get(f"/api/images/{hit['id']}/original")
     assert original.status_code == 200 and original.content == photo(library).read_bytes()
@@ -171,19 +175,12 @@ def test_thumbnail_and_original_by_id(served):
 
 
 def test_frames_and_person_crops_are_served_as_their_picture(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_video import two_scene_frames, write_video
-
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
-    from searcher.video import Sampling
-
     (tmp_path / "videos").mkdir()
     write_video(tmp_path / "videos" / "two scenes.avi", two_scene_frames())
-    location = CatalogLocation(tmp_path / "catalog")
-    ingest([tmp_path / "videos"], location, IngestOptions(workers=1, signatures=("hist", "mse", "orb"), sampling=Sampling(every=10)))
+    with searcher.Catalog.open(tmp_path / "catalog") as catalog:
+        options = searcher.IngestOptions(workers=1, signatures=("hist", "mse", "orb"), sampling=searcher.Sampling(every=10))
+        catalog.ingest([tmp_path / "videos"], options)
+        location = catalog.location
     service = Service(location, move_to=tmp_path / "moved")
     try:
         client = TestClient(create_app(service), raise_server_exceptions=False)
@@ -192,7 +189,7 @@ def test_frames_and_person_crops_are_served_as_their_picture(tmp_path):
         assert hit["path"].endswith("two scenes.avi") and hit["frame"] in (20, 30)
         png = client.get(f"/api/images/{hit['id']}/original")
         assert png.headers["content-type"] == "image/png"
-        assert cv2.imdecode(__import__("numpy").frombuffer(png.content, "uint8"), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+        assert cv2.imdecode(np.frombuffer(png.content, "uint8"), cv2.IMREAD_COLOR).shape == (240, 320, 3)
         assert client.get(f"/api/images/{hit['id']}/thumbnail?size=64").status_code == 200
         similar = client.get(f"/api/images/{hit['id']}/similar?top=1").json()
         assert similar["query"].endswith(f"#frame={hit['frame']}") and similar["results"][0]["id"] == hit["id"]
@@ -373,11 +370,7 @@ def test_page_and_openapi_schema(served):
 
 
 def test_serve_refuses_a_public_host_without_a_token(tmp_path):
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "searcher", "serve", "--catalog", str(tmp_path / "c"), "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "SEARCHER_TOKEN": ""}
-    )
+    command = [sys.executable, "-m", "searcher", "serve", "--catalog", str(tmp_path / "c"), "--host", "0.0.0.0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "SEARCHER_TOKEN": ""})
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: --host 0.0.0.0 is not a loopback address") and "Traceback" not in result.stderr

@@ -74,12 +74,11 @@ def server(tmp_path):
 
 
 def make_library_from(root: Path):
-    from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
+    import searcher
 
-    location = CatalogLocation(root / "catalog")
-    ingest([root / "library"], location, IngestOptions(workers=1, signatures=("hist", "mse", "orb")))
-    return root / "library", location
+    with searcher.Catalog.open(root / "catalog") as catalog:
+        catalog.ingest([root / "library"], searcher.IngestOptions(workers=1, signatures=("hist", "mse", "orb")))
+        return root / "library", catalog.location
 
 
 def test_search_open_a_group_and_mark_it_not_duplicates(server):
@@ -127,11 +126,7 @@ def test_search_open_a_group_and_mark_it_not_duplicates(server):
             assert page.title() == title and not errors
         finally:
             browser.close()
-    from searcher.catalog import open_catalog
-    from searcher.review_store import ignored_group_ids
+    import searcher
 
-    engine = open_catalog(location, create=False)
-    try:
-        assert group_id in ignored_group_ids(engine)
-    finally:
-        engine.dispose()
+    with searcher.Catalog.open(location, create=False) as catalog:
+        assert group_id in catalog.store.ignored_group_ids()

@@ -45,11 +45,9 @@ def serve(location, host: str, port: int, token: str | None, move_to=None, max_u
         raise UsageError(f"--host {host} is not a loopback address: give --token (or $SEARCHER_TOKEN) to serve it")
     import uvicorn
 
-    from searcher.catalog import open_catalog
     from searcher.server.app import create_app
     from searcher.server.service import Service
 
-    open_catalog(location, create=True).dispose()
     service = Service(location, move_to=move_to, warn=lambda message: announce(f"warning: {message}"))
     try:
         app = create_app(service, token=token, loopback_only=not token, max_upload_mb=max_upload_mb)

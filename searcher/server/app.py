@@ -186,7 +186,7 @@ def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
     @app.get("/api/images/{image_id}", tags=["images"], summary="One catalog entry: file, or frame/crop of a video")
     def image(image_id: str) -> dict:
         entry = service.entry(_image_id(image_id))
-        return {k: v for k, v in entry.__dict__.items() if k != "status"} | {"box": list(entry.box) if entry.box else None}
+        return entry.__dict__ | {"box": list(entry.box) if entry.box else None}
 
     @app.get("/api/images/{image_id}/similar", tags=["search"], summary="Query by catalog id (same object as /api/query)")
     def similar(image_id: str, top: int = Query(10, ge=1, le=1000), metric: Metric = "fused") -> dict:

@@ -13,8 +13,9 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 
@@ -22,6 +23,9 @@ from searcher import images
 from searcher.errors import ImageError, SearcherError, UsageError
 from searcher.server.jobs import Job, Jobs
 from searcher.server.warm import WarmCatalog
+
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
 
 THUMB_SIDES = (64, 128, 256, 512)  # the sizes a client may ask for (one cache entry each)
 THUMB_QUALITY = 82
@@ -33,20 +37,45 @@ class NotFound(SearcherError):
     """What the client asked for is not in the catalog (or not on disk any more)."""
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One catalog entry as a reviewer sees it: a file, or a frame / person crop inside a video."""
+
+    id: int
+    path: str  # the file; for a frame or crop, its video
+    kind: str
+    sha256: str | None
+    width: int | None
+    height: int | None
+    size: int | None
+    frame: int | None = None
+    time: float | None = None
+    box: tuple[int, ...] | None = None
+
+
 class Service:
     def __init__(self, location, move_to: str | os.PathLike | None = None, warn=None):
-        from searcher.query import Searcher
+        from searcher.catalog import locate
 
-        self.location = location
+        self.location = locate(location)
         self.warn = warn or (lambda message: None)
-        self.move_to = Path(move_to or location.directory.parent / "searcher-duplicates").resolve()
-        self.catalog = WarmCatalog(lambda: Searcher(location, warn=self.warn), lambda handle: handle.close())
+        self.move_to = Path(move_to or self.location.directory.parent / "searcher-duplicates").resolve()
+        self.catalog: WarmCatalog[Catalog] = WarmCatalog(self._open, lambda handle: handle.close())
         self.jobs = Jobs()
         self._groups: dict[float, object] = {}  # threshold -> DupsResult, dropped on every change
         self._groups_lock = threading.Lock()
         self._write_lock = threading.Lock()  # moves, undo and decisions: one at a time
         self._thumbs: OrderedDict[tuple, bytes] = OrderedDict()
         self._thumbs_lock = threading.Lock()
+
+    def _open(self) -> "Catalog":
+        """A catalog handle with its extractors and indexes loaded now: they load lazily, and two
+        requests must not both load them (nor one search an index while another builds it)."""
+        from searcher.catalog import Catalog
+
+        handle = Catalog.open(self.location, create=True, warn=self.warn)
+        handle.indexes  # noqa: B018 (loads extractors and indexes)
+        return handle
 
     def close(self) -> None:
         self.catalog.close()
@@ -55,16 +84,16 @@ class Service:
 
     def info(self) -> dict:
         """What `searcher info --format json` prints."""
-        from searcher.info import catalog_info
-
-        return catalog_info(self.location).to_dict()
+        with self.catalog.use() as handle:
+            return handle.info().to_dict()
 
     def settings(self) -> dict:
         from searcher import __version__
-        from searcher.compare import DEFAULT_THRESHOLD
+        from searcher.query import available_metrics
+        from searcher.scoring import DEFAULT_THRESHOLD
 
         with self.catalog.use() as handle:
-            metrics = list(handle.metrics)
+            metrics = list(available_metrics(handle))
         return {"version": __version__, "threshold": DEFAULT_THRESHOLD, "metrics": metrics, "move_to": str(self.move_to)}
 
     def query_upload(self, data: bytes, name: str, top: int, metric: str) -> dict:
@@ -82,23 +111,20 @@ class Service:
             return self._query(path, name, top, metric)
 
     def _query(self, path: str, name: str, top: int, metric: str) -> dict:
-        from searcher.cli import _result_dict
-
         with self.catalog.use() as handle:
-            result = handle.query(path, top=top, metric=metric)
+            result = handle.query_result(path, top=top, metric=metric)
         if result.error:
             raise ImageError(f"{name}: {result.error}")
         result.query = name
-        return _result_dict(result)
+        return result.to_dict()
 
-    def entry(self, image_id: int):
-        from searcher.review_store import entry_by_id
-
+    def entry(self, image_id: int) -> "Entry":
         with self.catalog.use() as handle:
-            entry = entry_by_id(handle.engine, image_id)
-        if entry is None or entry.status != "ok" or entry.kind == "video":
+            row = handle.store.entry(image_id)
+        if row is None or row["status"] != "ok" or row["kind"] == "video":
             raise NotFound(f"no image with id {image_id} in the catalog")
-        return entry
+        box = tuple(int(v) for v in row["box"].split(",")) if row["box"] else None
+        return Entry(**{**{k: v for k, v in row.items() if k != "status"}, "box": box})
 
     def thumbnail(self, image_id: int, side: int) -> bytes:
         """JPEG of the entry, long side <= side (one of THUMB_SIDES), EXIF-rotated; frames and crops as such."""
@@ -160,13 +186,11 @@ class Service:
 
     def _compare(self, data: list[bytes | None], paths: list[str | None], names: list[str]) -> dict:
         """compare_images on two files (or bytes written to temporary files) with the catalog's signatures."""
-        from searcher.compare import compare_images, draw
+        from searcher.comparison import draw
 
-        with self.catalog.use() as handle:
-            signatures = tuple(sorted(handle.extractors))
         with _temporary_file(data[0]) as ta, _temporary_file(data[1]) as tb, _temporary_file(b"") as drawing:
-            pa, pb = paths[0] or ta, paths[1] or tb
-            result = compare_images(pa, pb, signatures=signatures, warn=self.warn)
+            with self.catalog.use() as handle:
+                result = handle.compare(paths[0] or ta, paths[1] or tb)
             draw(result, drawing)
             with open(drawing, "rb") as f:
                 png = f.read()
@@ -201,11 +225,10 @@ class Service:
         raise NotFound(f"no group {group_id} at threshold {threshold:g}")
 
     def _dups(self, threshold: float):
-        from searcher.dups import find_duplicates
-
         with self._groups_lock:  # one computation at a time; others wait for its result
             if threshold not in self._groups:
-                self._groups[threshold] = find_duplicates(self.location, threshold=threshold, workers=1)
+                with self.catalog.use() as handle:
+                    self._groups[threshold] = handle.duplicates(threshold=threshold)
             return self._groups[threshold]
 
     def changed(self) -> None:
@@ -215,19 +238,15 @@ class Service:
 
     def ignore_group(self, group_id: str, threshold: float) -> dict:
         """Mark a group "not duplicates" (persisted; `searcher dups` leaves it out too)."""
-        from searcher.review_store import add_ignored_group
-
         group = self._find_group(group_id, threshold)
         with self._write_lock, self.catalog.use() as handle:
-            add_ignored_group(handle.engine, group.id)
+            handle.store.add_ignored_group(group.id)
         self.changed()
         return {"group": group.id, "ignored": True}
 
     def unignore_group(self, group_id: str) -> dict:
-        from searcher.review_store import remove_ignored_group
-
         with self._write_lock, self.catalog.use() as handle:
-            removed = remove_ignored_group(handle.engine, group_id)
+            removed = handle.store.remove_ignored_group(group_id)
         if not removed:
             raise NotFound(f"group {group_id} is not marked as not duplicates")
         self.changed()
@@ -235,7 +254,7 @@ class Service:
 
     def move_group(self, group_id: str, threshold: float, keep: int | None, dry_run: bool) -> dict:
         """Move every member but the kept one (the suggested one, or `keep`) to MOVE_TO/<group id>/."""
-        from searcher.dups import default_log_path, move_duplicates, plan_moves
+        from searcher.moves import default_log_path, plan_moves
 
         group = self._find_group(group_id, threshold)
         if keep is not None:
@@ -248,9 +267,9 @@ class Service:
         out = {"group": group.id, "keep": group.keep.path, "dry_run": dry_run, "moves": [{"from": m.source, "to": m.target} for m in moves]}
         if dry_run or not moves:
             return {**out, "moved": 0, "skipped": [], "log": None}
-        with self._write_lock:
+        with self._write_lock, self.catalog.use() as handle:
             log = default_log_path(self.move_to)
-            outcome = move_duplicates([group], moves, log, self.location, warn=self.warn)
+            outcome = handle.move_duplicates([group], self.move_to, log_path=log, moves=moves)
         self.changed()
         skipped = [{"from": m.source, "reason": reason} for m, reason in outcome.skipped]
         return {**out, "moves": [{"from": m.source, "to": m.target} for m in outcome.moved], "moved": len(outcome.moved), "skipped": skipped, "log": log.name}
@@ -262,12 +281,10 @@ class Service:
 
     def undo(self, log_name: str) -> dict:
         """Undo one move log of this server's move folder, named as move_group returned it."""
-        from searcher.dups import undo_moves
-
         if log_name not in self.move_logs():  # a name from the listing only: no path from the client
             raise NotFound(f"no move log {log_name!r} in {self.move_to}")
-        with self._write_lock:
-            outcome = undo_moves(self.move_to / log_name, self.location, warn=self.warn)
+        with self._write_lock, self.catalog.use() as handle:
+            outcome = handle.undo(self.move_to / log_name)
         self.changed()
         return {
             "log": log_name,
@@ -279,14 +296,17 @@ class Service:
 
     def start_ingest(self, folder: str, workers: int = 0) -> Job:
         """Ingest a folder of the server's disk in the background; the warm catalog is swapped when done."""
-        from searcher.ingest import IngestOptions, ingest
+        from searcher.catalog import Catalog
+        from searcher.ingest import IngestOptions
 
         path = Path(folder).expanduser()
         if not path.is_absolute() or not path.is_dir():
             raise UsageError(f"not a folder on the server (give an absolute path): {folder}")
 
         def work(reporter) -> dict:
-            summary = ingest([str(path)], self.location, IngestOptions(workers=workers), reporter)
+            # A handle of its own: the one requests read must not change under them.
+            with Catalog.open(self.location, warn=reporter.warn) as writer:
+                summary = writer.ingest([str(path)], IngestOptions(workers=workers), reporter)
             self.catalog.reload()  # the new indexes, loaded beside the old ones, then swapped in
             self.changed()
             return {**summary.counts(), "frames": summary.frames, "crops": summary.crops}

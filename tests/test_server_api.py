@@ -28,7 +28,7 @@ from searcher.server.app import create_app  # noqa: E402
 from searcher.server.service import Service  # noqa: E402
 from searcher.server.warm import WarmCatalog  # noqa: E402
 
-from serve_helpers import make_library  # noqa: E402
+from serve_helpers import SAMPLE, make_library  # noqa: E402
 from test_video import two_scene_frames, write_video  # noqa: E402
 
 runner = CliRunner()
@@ -245,6 +245,32 @@ def test_ignored_group_is_persisted_and_left_out_by_searcher_dups(served):
     assert client.delete(f"/api/groups/{group['id']}/ignore").json()["ignored"] is False
     assert group["id"] in [g["id"] for g in client.get("/api/groups?limit=200").json()["groups"]]
     one_line_error(client.delete(f"/api/groups/{group['id']}/ignore"), 404)
+
+
+def test_a_member_marked_not_a_duplicate_of_the_kept_copy_leaves_the_group(tmp_path):
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    original = cv2.imread(str(SAMPLE / "photos" / "mate_Aqua.jpg"))
+    cv2.imwrite(str(folder / "original.png"), original)
+    cv2.imwrite(str(folder / "smaller.jpg"), cv2.resize(original, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(folder / "other.jpg"), cv2.imread(str(SAMPLE / "photos" / "skimage_coffee.jpg")))
+    with searcher.Catalog.open(tmp_path / "catalog") as catalog:
+        catalog.ingest([folder], searcher.IngestOptions(workers=1, signatures=("hist", "mse", "orb")))
+        location = catalog.location
+    service = Service(location, move_to=tmp_path / "moved")
+    try:
+        client = TestClient(create_app(service), raise_server_exceptions=False)
+        (pair,) = client.get("/api/groups").json()["groups"]
+        keep, member = pair["members"]
+        assert keep["path"].endswith("original.png") and member["path"].endswith("smaller.jpg")
+        assert "kept copy" in one_line_error(client.post(f"/api/groups/{pair['id']}/members/{keep['id']}/ignore"), 400)
+        one_line_error(client.post(f"/api/groups/{pair['id']}/members/999999/ignore"), 404)
+        assert client.post(f"/api/groups/{pair['id']}/members/{member['id']}/ignore").json()["ignored"] is True
+        assert client.get("/api/groups").json()["groups"] == []  # their only link is gone
+        dups = json.loads(cli_json("dups", "--format", "json", "--catalog", location.directory))
+        assert dups["groups"] == []
+    finally:
+        service.close()
 
 
 def test_move_is_a_dry_run_by_default_then_moves_and_undo_restores(served):

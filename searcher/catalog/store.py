@@ -177,6 +177,13 @@ class Store:
                 session.add(IgnoredPairRow(sha_a=a, sha_b=b, created=_now()))
                 session.commit()
 
+    def remove_ignored_pair(self, sha_a: str, sha_b: str) -> bool:
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredPairRow).where(IgnoredPairRow.sha_a == a, IgnoredPairRow.sha_b == b)).rowcount
+            session.commit()
+        return bool(removed)
+
     def ignored_group_ids(self) -> set[str]:
         with self.session() as session:
             return set(session.scalars(select(IgnoredGroupRow.group_id)))

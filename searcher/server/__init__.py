@@ -43,7 +43,10 @@ def serve(location, host: str, port: int, token: str | None, move_to=None, max_u
     require_server_packages()
     if not is_loopback(host) and not token:
         raise UsageError(f"--host {host} is not a loopback address: give --token (or $SEARCHER_TOKEN) to serve it")
+    import cv2
     import uvicorn
+
+    cv2.setNumThreads(1)  # requests run in parallel threads; OpenCV's own pool on top would oversubscribe the cores
 
     from searcher.server.app import create_app
     from searcher.server.service import Service

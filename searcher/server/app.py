@@ -229,6 +229,10 @@ def _add_review_routes(app: FastAPI, service: Service) -> None:
     def ignore(group_id: str, threshold: float = Threshold) -> dict:
         return service.ignore_group(_group_id(group_id), threshold)
 
+    @app.post("/api/groups/{group_id}/members/{image_id}/ignore", tags=["duplicates"], summary="Mark one member 'not a duplicate of the kept copy' (persisted)")
+    def ignore_member(group_id: str, image_id: str, threshold: float = Threshold) -> dict:
+        return service.ignore_member(_group_id(group_id), _image_id(image_id), threshold)
+
     @app.delete("/api/groups/{group_id}/ignore", tags=["duplicates"], summary="Forget a 'not duplicates' mark")
     def unignore(group_id: str) -> dict:
         return service.unignore_group(_group_id(group_id))

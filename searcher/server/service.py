@@ -244,6 +244,22 @@ class Service:
         self.changed()
         return {"group": group.id, "ignored": True}
 
+    def ignore_member(self, group_id: str, image_id: int, threshold: float) -> dict:
+        """Mark one member "not a duplicate of the kept copy" (persisted as a pair of contents): the
+        next grouping no longer links them, so the member leaves the group unless another link holds it."""
+        group = self._find_group(group_id, threshold)
+        member = next((m for m in group.members if m.image_id == image_id), None)
+        if member is None:
+            raise NotFound(f"image {image_id} is not a member of group {group.id}")
+        if member is group.keep:
+            raise UsageError("the kept copy cannot be marked as not a duplicate of itself; keep another copy first")
+        if not member.sha256 or not group.keep.sha256:
+            raise UsageError("this pair has no content hash to record")
+        with self._write_lock, self.catalog.use() as handle:
+            handle.store.add_ignored_pair(group.keep.sha256, member.sha256)
+        self.changed()
+        return {"group": group.id, "keep": group.keep.image_id, "image": image_id, "ignored": True}
+
     def unignore_group(self, group_id: str) -> dict:
         with self._write_lock, self.catalog.use() as handle:
             removed = handle.store.remove_ignored_group(group_id)

@@ -209,6 +209,7 @@ function groupCard(group, index) {
     el("div", { class: "buttons" },
       el("button", { type: "button", onclick: () => { state.current = index; keepPicked(); } }, "keep picked (Enter)"),
       el("button", { type: "button", onclick: () => { state.current = index; ignoreGroup(); } }, "not duplicates (i)"),
+      el("button", { type: "button", onclick: () => { state.current = index; ignoreMember(); } }, "picked is not a duplicate (x)"),
       el("button", { type: "button", onclick: () => { state.current = index; moveGroup(); } }, "move others… (m)"),
       el("button", { type: "button", onclick: () => { state.current = index; comparePicked(); } }, "compare (c)")));
 }
@@ -254,6 +255,22 @@ async function ignoreGroup() {
     status(`${group.id} marked not duplicates: searcher dups will not show it again`);
     renderGroups();
     focusGroup(1);
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+async function ignoreMember() {
+  const group = currentGroup();
+  const member = group && group.members[state.picked];
+  if (!member) return;
+  if (member.keep) { status("pick a copy other than the kept one (← →), then press x", true); return; }
+  try {
+    await api(`/api/groups/${encodeURIComponent(group.id)}/members/${encodeURIComponent(member.id)}/ignore?threshold=${encodeURIComponent(document.getElementById("threshold").value)}`, { method: "POST" });
+    group.members = group.members.filter((m) => m !== member);
+    state.picked = 0;
+    status(`${baseName(member.path)} is not a duplicate of ${baseName(group.keep)}: it leaves the group at the next refresh`);
+    renderGroups();
   } catch (e) {
     status(e.message, true);
   }
@@ -420,7 +437,7 @@ function onKey(e) {
   const groupActions = {
     j: () => focusGroup(1), k: () => focusGroup(-1), ArrowDown: () => focusGroup(1), ArrowUp: () => focusGroup(-1),
     ArrowRight: () => pick(1), ArrowLeft: () => pick(-1), l: () => pick(1), h: () => pick(-1),
-    Enter: keepPicked, i: ignoreGroup, m: moveGroup, u: undoLast, c: comparePicked,
+    Enter: keepPicked, i: ignoreGroup, x: ignoreMember, m: moveGroup, u: undoLast, c: comparePicked,
     n: () => changePage(1), p: () => changePage(-1),
   };
   const action = (groupsVisible && groupActions[e.key]) || actions[e.key];

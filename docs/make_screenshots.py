@@ -2,7 +2,8 @@
 
 Ingests sample_data into a temporary catalog, starts `searcher serve` on it, and drives Debian's
 chromium (headless, through Playwright) over each view: search, duplicates, compare, catalog.
-Writes docs/serve-*.png.
+Writes docs/serve-*.png. serve-video.png is of a catalog of two synthetic videos (the tests' own:
+a figure walking over a photo, sampled with --every 5 --people), queried with the walker cut out of a frame.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -25,22 +27,58 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         catalog = Path(folder) / "catalog"
         subprocess.run([sys.executable, "-m", "searcher", "ingest", str(REPO / "sample_data"), "--catalog", str(catalog)], check=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "searcher", "serve", "--catalog", str(catalog), "--port", str(port), "--move-to", str(Path(folder) / "moved")])
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(base + "/api/settings", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        with served(catalog, Path(folder) / "moved") as base:
             shoot(base)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as folder:
+        sys.path.insert(0, str(REPO / "tests"))
+        import cv2
+        from test_video import two_scene_frames, walker_frames, write_video
+
+        videos = Path(folder) / "videos"
+        videos.mkdir()
+        write_video(videos / "walker.avi", walker_frames())
+        write_video(videos / "two scenes.avi", two_scene_frames())
+        catalog = Path(folder) / "catalog"
+        ingest = [sys.executable, "-m", "searcher", "ingest", str(videos), "--catalog", str(catalog), "--every", "5", "--people", "--signatures", "hist,mse,orb"]
+        subprocess.run(ingest, check=True)
+        query = Path(folder) / "person in frame 31.png"
+        cv2.imwrite(str(query), walker_frames()[31][70:180, 120:180])  # the walker and a little background
+        with served(catalog, Path(folder) / "moved") as base:
+            shoot_video(base, query)
+
+
+@contextmanager
+def served(catalog: Path, moved: Path):
+    """`searcher serve` on a free port; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "searcher", "serve", "--catalog", str(catalog), "--port", str(port), "--move-to", str(moved)])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/api/settings", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def shoot_video(base: str, query: Path) -> None:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--headless=new"])
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.goto(base + "/")
+        page.fill("#top", "18")
+        page.set_input_files("#file", str(query))
+        page.wait_for_selector("#results .card")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(DOCS / "serve-video.png"))
+        browser.close()
 
 
 def shoot(base: str) -> None:

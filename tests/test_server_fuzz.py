@@ -24,7 +24,8 @@ _state: dict = {}
 
 
 def _app():
-    """One app over a small ingested library, made on first use (schemathesis loads the schema lazily)."""
+    """One app over a small ingested library (made when pytest collects this file: schemathesis
+    reads the schema then; schemathesis.pytest.from_fixture fails with this pytest)."""
     if "app" not in _state:
         import tempfile
         from pathlib import Path

@@ -30,7 +30,14 @@ COOKIE = "searcher_token"
 DEFAULT_MAX_UPLOAD_MB = 50.0
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 Metric = Literal["fused", "hist", "mse", "ae", "orb"]
-_STATUS = ((NotFound, 404), (Busy, 409), (ImageError, 422), (UsageError, 400), (CatalogError, 503), (SearcherError, 400))
+
+
+class _TooLarge(UsageError):
+    """An upload over the size limit."""
+
+
+# The first matching class gives the status of a SearcherError.
+_STATUS = ((_TooLarge, 413), (NotFound, 404), (Busy, 409), (ImageError, 422), (UsageError, 400), (CatalogError, 503), (SearcherError, 400))
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -162,12 +169,6 @@ def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
         raise ImageError(f"{upload.filename or 'upload'}: empty file")
     return data
 
-
-class _TooLarge(UsageError):
-    pass
-
-
-_STATUS = ((_TooLarge, 413), *_STATUS)
 
 
 def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:

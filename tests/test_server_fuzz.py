@@ -7,6 +7,9 @@ input is covered by test_server_api.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'searcher[serve]'")
@@ -31,6 +34,7 @@ def _app():
         from pathlib import Path
 
         root = Path(tempfile.mkdtemp(prefix="searcher-fuzz-"))
+        atexit.register(shutil.rmtree, root, True)
         _, location = make_library(root)
         _state["service"] = Service(location, move_to=root / "moved")
         _state["app"] = create_app(_state["service"], max_upload_mb=1)

@@ -22,7 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -129,7 +128,9 @@ class Server:
         self.port = _free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "searcher", "serve", "--catalog", str(catalog), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -140,7 +141,7 @@ class Server:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"searcher serve exited: {self.process.stderr.read()}")
+                    raise RuntimeError(f"searcher serve exited: {self.process.stderr.read()}") from None
                 time.sleep(0.2)
         raise RuntimeError("searcher serve did not start in 300 s")
 
@@ -215,7 +216,11 @@ def cli_seconds(catalog: Path, name: str, data: bytes, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
         clock = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "searcher", "query", str(path), "--top", "10", "--format", "jsonl", "--catalog", str(catalog)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "searcher", "query", str(path), "--top", "10", "--format", "jsonl", "--catalog", str(catalog)],
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - clock)
     return float(np.median(times))
 
@@ -237,7 +242,11 @@ def in_process(catalog: Path, queries, count: int = 60) -> dict:
             opened.query_result(paths[k % len(paths)], top=10)
             if k >= 4:
                 latencies.append((time.perf_counter() - clock) * 1000)
-    return {"p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1), "load": round(load1(), 2)}
+    return {
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "load": round(load1(), 2),
+    }
 
 
 def main() -> None:
@@ -275,7 +284,13 @@ def _sequential(port: int, queries, count: int = 60) -> dict:
     errors: list[str] = []
     _client(port, queries, 0, [], errors, 0, count=4)
     _client(port, queries, 0, latencies, errors, 0, count=count)
-    return {"sequential_queries": len(latencies), "sequential_errors": len(errors), "sequential_p50_ms": round(percentile(latencies, 50), 1), "sequential_p95_ms": round(percentile(latencies, 95), 1), "load": round(load1(), 2)}
+    return {
+        "sequential_queries": len(latencies),
+        "sequential_errors": len(errors),
+        "sequential_p50_ms": round(percentile(latencies, 50), 1),
+        "sequential_p95_ms": round(percentile(latencies, 95), 1),
+        "load": round(load1(), 2),
+    }
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ DOCS = REPO / "docs"
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         catalog = Path(folder) / "catalog"
-        subprocess.run([sys.executable, "-m", "searcher", "ingest", str(REPO / "sample_data"), "--catalog", str(catalog)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "searcher", "ingest", str(REPO / "sample_data"), "--catalog", str(catalog)], check=True
+        )
         with served(catalog, Path(folder) / "moved") as base:
             shoot(base)
     with tempfile.TemporaryDirectory() as folder:
@@ -39,7 +41,20 @@ def main() -> None:
         write_video(videos / "walker.avi", walker_frames())
         write_video(videos / "two scenes.avi", two_scene_frames())
         catalog = Path(folder) / "catalog"
-        ingest = [sys.executable, "-m", "searcher", "ingest", str(videos), "--catalog", str(catalog), "--every", "5", "--people", "--signatures", "hist,mse,orb"]
+        ingest = [
+            sys.executable,
+            "-m",
+            "searcher",
+            "ingest",
+            str(videos),
+            "--catalog",
+            str(catalog),
+            "--every",
+            "5",
+            "--people",
+            "--signatures",
+            "hist,mse,orb",
+        ]
         subprocess.run(ingest, check=True)
         query = Path(folder) / "person in frame 31.png"
         cv2.imwrite(str(query), walker_frames()[31][70:180, 120:180])  # the walker and a little background
@@ -53,7 +68,9 @@ def served(catalog: Path, moved: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "searcher", "serve", "--catalog", str(catalog), "--port", str(port), "--move-to", str(moved)])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "searcher", "serve", "--catalog", str(catalog), "--port", str(port), "--move-to", str(moved)]
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

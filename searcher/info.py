@@ -6,10 +6,8 @@ index is loaded; index facts come from each index's sidecar JSON and file size.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
-
 from typing import TYPE_CHECKING
 
 from searcher.errors import SearcherError
@@ -72,7 +70,7 @@ def _folder_bytes(directory: str) -> int:
     return total
 
 
-def _index_facts(catalog: "Catalog", versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
     from searcher.catalog.vectors import read_sidecar
 
     facts = []
@@ -82,11 +80,13 @@ def _index_facts(catalog: "Catalog", versions: dict[str, str | None], generation
             continue
         meta = read_sidecar(path)
         up_to_date = versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation
-        facts.append(IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date))
+        facts.append(
+            IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
+        )
     return facts
 
 
-def _disk(catalog: "Catalog") -> dict[str, int]:
+def _disk(catalog: Catalog) -> dict[str, int]:
     """Bytes of the database (a folder catalog's SQLite file with its WAL), the index files, the rest."""
     location = catalog.location
     # Closing the pooled connections lets SQLite fold its WAL back into the database file, so the
@@ -95,13 +95,15 @@ def _disk(catalog: "Catalog") -> dict[str, int]:
     database_bytes = 0
     if location.is_folder:
         db = location.db_path
-        database_bytes = sum(os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists())
+        database_bytes = sum(
+            os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
+        )
     index_bytes = sum(p.stat().st_size for p in location.vector_dir.glob("index-*") if p.is_file())
     total = _folder_bytes(str(location.vector_dir))
     return {"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total}
 
 
-def catalog_info(catalog: "Catalog") -> CatalogInfo:
+def catalog_info(catalog: Catalog) -> CatalogInfo:
     """Everything `searcher info` shows, gathered from the database, the sidecars and the file system."""
     from searcher.catalog.engine import head_revision
 
@@ -111,7 +113,8 @@ def catalog_info(catalog: "Catalog") -> CatalogInfo:
     stored = store.signature_counts()
     versions = {name: _current_version(name) for name in dict.fromkeys(name for name, _, _ in stored)}
     signatures = [
-        SignatureFacts(name, version, count, None if versions[name] is None else version == versions[name]) for name, version, count in stored
+        SignatureFacts(name, version, count, None if versions[name] is None else version == versions[name])
+        for name, version, count in stored
     ]
     location = catalog.location
     return CatalogInfo(

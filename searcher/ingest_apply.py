@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from searcher.catalog.schema import KIND_CROP, KIND_FRAME, KIND_IMAGE, KIND_VIDEO, STATUS_FAILED, STATUS_OK, frame_key
+from searcher.errors import one_line
 from searcher.ingest_work import Result, Task
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class Changes:
 class Writer:
     """Applies results to the catalog in batched transactions, then to the indexes."""
 
-    def __init__(self, catalog: "Catalog", extractors, summary: "IngestSummary", reporter: "Reporter", missing: dict, sampling_key: str):
+    def __init__(
+        self, catalog: Catalog, extractors, summary: IngestSummary, reporter: Reporter, missing: dict, sampling_key: str
+    ):
         self.catalog = catalog
         self.extractors = {e.name: e for e in extractors}
         self.summary = summary
@@ -81,7 +84,7 @@ class Writer:
                 ids = np.array([i for i, _ in adds], dtype=np.int64)
                 index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
 
-    def _apply(self, batch: "Batch", result: Result, changes: Changes) -> None:
+    def _apply(self, batch: Batch, result: Result, changes: Changes) -> None:
         task = result.task
         row = batch.row_by_path(task.path)
         if result.error:
@@ -93,7 +96,7 @@ class Writer:
         else:
             self._apply_image(batch, row, task, result, changes)
 
-    def _apply_image(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_image(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         if row is None:
             row = batch.new_row(task.path)
             self.summary.added += 1
@@ -107,7 +110,7 @@ class Writer:
             changes.removes.append(row.id)  # signatures this run does not compute must not linger
         self._store_blobs(batch, row.id, result.blobs, changes)
 
-    def _apply_video(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_video(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
         if row is None:
             row = batch.new_row(task.path, KIND_VIDEO)
@@ -140,12 +143,12 @@ class Writer:
             else:
                 self.summary.frames += 1
 
-    def _store_blobs(self, batch: "Batch", image_id: int, blobs: dict[str, bytes], changes: Changes) -> None:
+    def _store_blobs(self, batch: Batch, image_id: int, blobs: dict[str, bytes], changes: Changes) -> None:
         for name, blob in blobs.items():
             batch.put_signature(image_id, name, self.extractors[name].version, blob)
             changes.adds.setdefault(name, []).append((image_id, blob))
 
-    def _record_failure(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _record_failure(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         if row is None:
             row = batch.new_row(task.path, KIND_VIDEO if task.video else KIND_IMAGE)
         elif row.status == STATUS_OK:
@@ -153,13 +156,14 @@ class Writer:
             batch.delete_signatures(row.id)
             changes.removes.extend(batch.drop_children(row.id))
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
         row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
+        row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
+        self.summary.failures.append((task.path, reason))
+        self.reporter.failed(task.path, reason)
 
-    def _apply_known_bytes(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_known_bytes(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
         if row is not None and row.sha256 == result.sha256 and row.status == STATUS_OK:
             row.size, row.mtime_ns = task.size, task.mtime_ns  # touched, content unchanged
@@ -181,7 +185,7 @@ class Writer:
             return
         self._copy_signatures(batch, row, source, task, result, changes)
 
-    def _copy_signatures(self, batch: "Batch", row, source, task: Task, result: Result, changes: Changes) -> None:
+    def _copy_signatures(self, batch: Batch, row, source, task: Task, result: Result, changes: Changes) -> None:
         """A new or changed file whose bytes another row holds: that row's current signatures are its own."""
         if row is None:
             row = batch.new_row(task.path)

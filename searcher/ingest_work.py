@@ -122,7 +122,7 @@ def _hash_file(path: str) -> str:
 
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with images.open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:
@@ -178,7 +178,7 @@ def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
         yield still[start : start + size]
 
 
-def run_tasks(tasks: list[Task], options: "IngestOptions", known_hashes: frozenset[str]) -> Iterator[list[Result]]:
+def run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
     """Results chunk by chunk, as they complete; at most a few chunks per worker in flight."""
     workers = options.workers or os.cpu_count() or 1
     if workers == 1 or len(tasks) <= CHUNK:

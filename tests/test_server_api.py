@@ -21,15 +21,14 @@ import searcher
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'searcher[serve]'")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from serve_helpers import SAMPLE, make_library  # noqa: E402
+from test_video import two_scene_frames, write_video  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from searcher.cli import app as cli_app  # noqa: E402
 from searcher.server.app import create_app  # noqa: E402
 from searcher.server.service import Service  # noqa: E402
 from searcher.server.warm import WarmCatalog  # noqa: E402
-
-from serve_helpers import SAMPLE, make_library  # noqa: E402
-from test_video import two_scene_frames, write_video  # noqa: E402
 
 runner = CliRunner()
 
@@ -365,7 +364,9 @@ def test_token_required_on_every_request_bearer_or_cookie(served):
     assert client.get("/api/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/?token=wrong").status_code == 401
     landing = client.get("/?token=s3cret", follow_redirects=False)
-    assert landing.status_code == 303 and landing.headers["location"] == "/" and "httponly" in landing.headers["set-cookie"].lower()
+    assert (
+        landing.status_code == 303 and landing.headers["location"] == "/" and "httponly" in landing.headers["set-cookie"].lower()
+    )
     client.cookies.set("searcher_token", "s3cret")
     assert client.get("/").status_code == 200 and client.get("/api/info").status_code == 200
 
@@ -391,7 +392,18 @@ def test_page_and_openapi_schema(served):
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert client.get("/static/app.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/info", "/api/query", "/api/images/{image_id}/thumbnail", "/api/compare", "/api/groups", "/api/groups/{group_id}/ignore", "/api/groups/{group_id}/move", "/api/undo", "/api/ingest", "/api/jobs/{job_id}"):
+    for path in (
+        "/api/info",
+        "/api/query",
+        "/api/images/{image_id}/thumbnail",
+        "/api/compare",
+        "/api/groups",
+        "/api/groups/{group_id}/ignore",
+        "/api/groups/{group_id}/move",
+        "/api/undo",
+        "/api/ingest",
+        "/api/jobs/{job_id}",
+    ):
         assert path in paths
 
 

@@ -51,8 +51,21 @@ def server(tmp_path):
     _, location = make_library_from(library_root)
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "searcher", "serve", "--catalog", str(location.directory), "--port", str(port), "--move-to", str(tmp_path / "moved")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "searcher",
+            "serve",
+            "--catalog",
+            str(location.directory),
+            "--port",
+            str(port),
+            "--move-to",
+            str(tmp_path / "moved"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -17,11 +17,10 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from serve_helpers import make_library  # noqa: E402
 
 from searcher.server.app import create_app  # noqa: E402
 from searcher.server.service import Service  # noqa: E402
-
-from serve_helpers import make_library  # noqa: E402
 
 _state: dict = {}
 
@@ -45,6 +44,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app()).exclude(path="/
 
 
 @schema.parametrize()
-@settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(
+    max_examples=6,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 def test_no_request_makes_the_server_fail(case):
     case.call_and_validate(checks=[not_a_server_error])

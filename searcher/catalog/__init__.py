@@ -9,6 +9,7 @@ ingest, query, dups, moves, info and compare take a Catalog and hold no SQL.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -32,15 +33,18 @@ class Catalog:
     benchmarks are clients of them.
     """
 
-    def __init__(self, location: CatalogLocation, store: "Store", warn: Warn | None = None):
+    def __init__(self, location: CatalogLocation, store: Store, warn: Warn | None = None):
         self.location = location
         self.store = store
-        self.warn: Warn = warn or (lambda message: None)
+        # Without a callback, warnings (stale signatures, rebuilt indexes...) go to the "searcher" logger.
+        self.warn: Warn = warn or logging.getLogger("searcher").warning
         self._extractors: dict[str, Extractor] | None = None
         self._indexes: dict[str, VectorIndex] | None = None
 
     @classmethod
-    def open(cls, location: str | os.PathLike | CatalogLocation | None = None, *, create: bool = True, warn: Warn | None = None) -> "Catalog":
+    def open(
+        cls, location: str | os.PathLike | CatalogLocation | None = None, *, create: bool = True, warn: Warn | None = None
+    ) -> Catalog:
         """Open (by default creating) the catalog at `location`: a folder path, a CatalogLocation, or
         None for $SEARCHER_CATALOG, else ./.searcher. `warn` receives one-line warnings."""
         from searcher.catalog.engine import open_engine
@@ -52,7 +56,7 @@ class Catalog:
     def close(self) -> None:
         self.store.dispose()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -68,7 +72,7 @@ class Catalog:
         return self.store.generation()
 
     @property
-    def extractors(self) -> dict[str, "Extractor"]:
+    def extractors(self) -> dict[str, Extractor]:
         """The extractors of the signatures stored in the catalog (warning once about stale rows)."""
         if self._extractors is None:
             from searcher.features import build_extractor
@@ -79,12 +83,14 @@ class Catalog:
                 extractor = build_extractor(name)
                 stale = sum(n for sig, version, n in stored if sig == name and version != extractor.version)
                 if stale:
-                    self.warn(f"{stale} {name} signature(s) are from another extractor version; run `searcher ingest` to refresh them")
+                    self.warn(
+                        f"{stale} {name} signature(s) are from another extractor version; run `searcher ingest` to refresh them"
+                    )
                 self._extractors[name] = extractor
         return self._extractors
 
     @property
-    def indexes(self) -> dict[str, "VectorIndex"]:
+    def indexes(self) -> dict[str, VectorIndex]:
         """The vector index of every indexed signature in the catalog, loaded (or rebuilt) once."""
         if self._indexes is None:
             generation = self.generation
@@ -93,7 +99,7 @@ class Catalog:
             }
         return self._indexes
 
-    def load_index(self, extractor: "Extractor", generation: int, warn: Warn | None = None) -> "VectorIndex":
+    def load_index(self, extractor: Extractor, generation: int, warn: Warn | None = None) -> VectorIndex:
         """The saved index of one extractor if it matches `generation`, else rebuilt from the catalog."""
         from searcher.catalog.vectors import load_or_rebuild
 
@@ -102,11 +108,20 @@ class Catalog:
 
         return load_or_rebuild(self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn)
 
-    def rebuild_index(self, extractor: "Extractor") -> "VectorIndex":
+    def rebuild_index(self, extractor: Extractor) -> VectorIndex:
         """A fresh index of one extractor built from the catalog (not saved)."""
         from searcher.catalog.vectors import rebuild
 
-        return rebuild(self.location.index_path(extractor.name), extractor, self.store.iter_signatures(extractor.name, extractor.version))
+        return rebuild(
+            self.location.index_path(extractor.name), extractor, self.store.iter_signatures(extractor.name, extractor.version)
+        )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The rankings a query can ask of this catalog: fused, then each signature it holds."""
+        from searcher.query import available_metrics
+
+        return available_metrics(self)
 
     def changed(self) -> None:
         """Forget the loaded extractors and indexes: the catalog changed under them."""
@@ -160,7 +175,9 @@ class Catalog:
         neighbours = dups.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
         return dups.find_duplicates(self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter)
 
-    def find_duplicates(self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None) -> list:
+    def find_duplicates(
+        self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None
+    ) -> list:
         """Near-duplicate groups (.id .keep .members, each member .path .score), biggest first."""
         return self.duplicates(threshold, neighbours, workers, reporter).groups
 

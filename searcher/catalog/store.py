@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, aliased
 from searcher.catalog.engine import current_revision
 from searcher.catalog.schema import (
     GENERATION_KEY,
+    KIND_CROP,
     KIND_IMAGE,
-    IgnoredGroupRow,
-    IgnoredPairRow,
     KIND_VIDEO,
     STATUS_OK,
+    IgnoredGroupRow,
+    IgnoredPairRow,
     ImageRow,
     SignatureRow,
     StateRow,
@@ -130,6 +131,17 @@ class Store:
             session.commit()
         return True
 
+    def paths(self) -> dict[int, str]:
+        """id -> path of every row (frames and crops have their frame key)."""
+        with self.session() as session:
+            return dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+
+    def crop_rows(self) -> list[tuple[int, int, str]]:
+        """(id, frame index, "x,y,w,h") of every person crop."""
+        query = select(ImageRow.id, ImageRow.frame_index, ImageRow.box).where(ImageRow.kind == KIND_CROP)
+        with self.session() as session:
+            return [tuple(row) for row in session.execute(query)]
+
     def status_counts(self) -> dict[str, int]:
         with self.session() as session:
             return dict(session.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
@@ -196,10 +208,17 @@ class Store:
     # ---- what an ingest plans with ----
 
     def file_rows(self) -> list:
-        """(id, path, size, mtime_ns, status, kind, sampling) of every row that is a file (not a frame or crop).
+        """(id, path, size, mtime_ns, status, kind, sampling, error) of every row that is a file (not a frame or crop).
         Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most."""
         query = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
         ).where(ImageRow.parent_id.is_(None))
         with self.session() as session:
             return session.execute(query).all()
@@ -218,7 +237,7 @@ class Store:
             return frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
 
     @contextmanager
-    def batch(self) -> Iterator["Batch"]:
+    def batch(self) -> Iterator[Batch]:
         """One transaction of ingest writes, committed when the block ends without an error."""
         with self.session() as session:
             yield Batch(session)

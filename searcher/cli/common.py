@@ -12,7 +12,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, warning
 out = Console(highlight=False, soft_wrap=True)  # results
 
 CatalogOption = typer.Option(
-    None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]", show_default=False
+    None,
+    "--catalog",
+    envvar="SEARCHER_CATALOG",
+    help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]",
+    show_default=False,
+    # A string, not a Path: a database URL's "//" must survive (a Path would collapse it).
+    metavar="<path>",
 )
 
 

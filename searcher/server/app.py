@@ -37,7 +37,15 @@ class _TooLarge(UsageError):
 
 
 # The first matching class gives the status of a SearcherError.
-_STATUS = ((_TooLarge, 413), (NotFound, 404), (Busy, 409), (ImageError, 422), (UsageError, 400), (CatalogError, 503), (SearcherError, 400))
+_STATUS = (
+    (_TooLarge, 413),
+    (NotFound, 404),
+    (Busy, 409),
+    (ImageError, 422),
+    (UsageError, 400),
+    (CatalogError, 503),
+    (SearcherError, 400),
+)
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -59,7 +67,9 @@ class IngestRequest(BaseModel):
     workers: int = Field(0, ge=0, le=64, description="Extraction processes (0: one per core).")
 
 
-def create_app(service: Service, token: str | None = None, loopback_only: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> FastAPI:
+def create_app(
+    service: Service, token: str | None = None, loopback_only: bool = False, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+) -> FastAPI:
     """The app over an open Service. `token`: required on every request (Bearer header or the cookie
     set by /?token=); `loopback_only`: refuse requests whose Host is not a loopback name (DNS rebinding)."""
     from searcher import __version__
@@ -90,7 +100,11 @@ def _add_guards(app: FastAPI, token: str | None, loopback_only: bool, max_bytes:
                     return _set_cookie_and_redirect(request, token)
                 return error(401, "wrong token")
             if not hmac.compare_digest(given.encode(), expected):
-                return error(401, "a token is required: Authorization: Bearer TOKEN, or open /?token=TOKEN once", {"WWW-Authenticate": "Bearer"})
+                return error(
+                    401,
+                    "a token is required: Authorization: Bearer TOKEN, or open /?token=TOKEN once",
+                    {"WWW-Authenticate": "Bearer"},
+                )
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
             return error(413, f"request too large: the limit is {max_bytes // (1024 * 1024)} MB")
@@ -170,7 +184,6 @@ def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-
 def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
     @app.get("/api/info", tags=["catalog"], summary="What `searcher info --format json` prints")
     def info() -> dict:
@@ -193,12 +206,22 @@ def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
     def similar(image_id: str, top: int = Query(10, ge=1, le=1000), metric: Metric = "fused") -> dict:
         return service.query_entry(_image_id(image_id), top, metric)
 
-    @app.get("/api/images/{image_id}/thumbnail", tags=["images"], summary="JPEG thumbnail (frames and crops as such)", response_class=Response)
+    @app.get(
+        "/api/images/{image_id}/thumbnail",
+        tags=["images"],
+        summary="JPEG thumbnail (frames and crops as such)",
+        response_class=Response,
+    )
     def thumbnail(image_id: str, size: int = Query(256, description=f"one of {THUMB_SIDES}")) -> Response:
         data = service.thumbnail(_image_id(image_id), size)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
-    @app.get("/api/images/{image_id}/original", tags=["images"], summary="The file itself (a frame or crop as PNG)", response_class=Response)
+    @app.get(
+        "/api/images/{image_id}/original",
+        tags=["images"],
+        summary="The file itself (a frame or crop as PNG)",
+        response_class=Response,
+    )
     def original(image_id: str) -> Response:
         path, data = service.original(_image_id(image_id))
         if path is not None:
@@ -226,11 +249,19 @@ def _add_review_routes(app: FastAPI, service: Service) -> None:
     def group(group_id: str, threshold: float = Threshold) -> dict:
         return service.group(_group_id(group_id), threshold)
 
-    @app.post("/api/groups/{group_id}/ignore", tags=["duplicates"], summary="Mark a group 'not duplicates' (persisted, honoured by `searcher dups`)")
+    @app.post(
+        "/api/groups/{group_id}/ignore",
+        tags=["duplicates"],
+        summary="Mark a group 'not duplicates' (persisted, honoured by `searcher dups`)",
+    )
     def ignore(group_id: str, threshold: float = Threshold) -> dict:
         return service.ignore_group(_group_id(group_id), threshold)
 
-    @app.post("/api/groups/{group_id}/members/{image_id}/ignore", tags=["duplicates"], summary="Mark one member 'not a duplicate of the kept copy' (persisted)")
+    @app.post(
+        "/api/groups/{group_id}/members/{image_id}/ignore",
+        tags=["duplicates"],
+        summary="Mark one member 'not a duplicate of the kept copy' (persisted)",
+    )
     def ignore_member(group_id: str, image_id: str, threshold: float = Threshold) -> dict:
         return service.ignore_member(_group_id(group_id), _image_id(image_id), threshold)
 
@@ -238,7 +269,11 @@ def _add_review_routes(app: FastAPI, service: Service) -> None:
     def unignore(group_id: str) -> dict:
         return service.unignore_group(_group_id(group_id))
 
-    @app.post("/api/groups/{group_id}/move", tags=["duplicates"], summary="Move the non-kept copies to the move folder (dry run by default)")
+    @app.post(
+        "/api/groups/{group_id}/move",
+        tags=["duplicates"],
+        summary="Move the non-kept copies to the move folder (dry run by default)",
+    )
     def move(group_id: str, request: MoveRequest = Body(default_factory=MoveRequest)) -> dict:
         return service.move_group(_group_id(group_id), request.threshold, request.keep, request.dry_run)
 

@@ -68,7 +68,7 @@ class Service:
         self._thumbs: OrderedDict[tuple, bytes] = OrderedDict()
         self._thumbs_lock = threading.Lock()
 
-    def _open(self) -> "Catalog":
+    def _open(self) -> Catalog:
         """A catalog handle with its extractors and indexes loaded now: they load lazily, and two
         requests must not both load them (nor one search an index while another builds it)."""
         from searcher.catalog import Catalog
@@ -118,7 +118,7 @@ class Service:
         result.query = name
         return result.to_dict()
 
-    def entry(self, image_id: int) -> "Entry":
+    def entry(self, image_id: int) -> Entry:
         with self.catalog.use() as handle:
             row = handle.store.entry(image_id)
         if row is None or row["status"] != "ok" or row["kind"] == "video":
@@ -280,7 +280,12 @@ class Service:
             others = [m for m in group.members if m is not chosen[0]]
             group = replace(group, keep=chosen[0], keep_reason="chosen by the reviewer", members=[chosen[0], *others])
         moves = plan_moves([group], self.move_to)
-        out = {"group": group.id, "keep": group.keep.path, "dry_run": dry_run, "moves": [{"from": m.source, "to": m.target} for m in moves]}
+        out = {
+            "group": group.id,
+            "keep": group.keep.path,
+            "dry_run": dry_run,
+            "moves": [{"from": m.source, "to": m.target} for m in moves],
+        }
         if dry_run or not moves:
             return {**out, "moved": 0, "skipped": [], "log": None}
         with self._write_lock, self.catalog.use() as handle:
@@ -288,7 +293,13 @@ class Service:
             outcome = handle.move_duplicates([group], self.move_to, log_path=log, moves=moves)
         self.changed()
         skipped = [{"from": m.source, "reason": reason} for m, reason in outcome.skipped]
-        return {**out, "moves": [{"from": m.source, "to": m.target} for m in outcome.moved], "moved": len(outcome.moved), "skipped": skipped, "log": log.name}
+        return {
+            **out,
+            "moves": [{"from": m.source, "to": m.target} for m in outcome.moved],
+            "moved": len(outcome.moved),
+            "skipped": skipped,
+            "log": log.name,
+        }
 
     def move_logs(self) -> list[str]:
         if not self.move_to.is_dir():

@@ -82,6 +82,7 @@ def create_app(
     _add_page_routes(app)
     _add_search_routes(app, service, max_bytes)
     _add_review_routes(app, service)
+    _add_job_routes(app, service)
     return app
 
 
@@ -285,6 +286,8 @@ def _add_review_routes(app: FastAPI, service: Service) -> None:
     def undo(request: UndoRequest) -> dict:
         return service.undo(request.log)
 
+
+def _add_job_routes(app: FastAPI, service: Service) -> None:
     @app.post("/api/ingest", tags=["catalog"], summary="Ingest a folder of the server in the background", status_code=202)
     def ingest(request: IngestRequest) -> dict:
         return service.start_ingest(request.path, request.workers).to_dict()

@@ -41,7 +41,19 @@ def served(tmp_path_factory):
     service = Service(location, move_to=root / "moved")
     client = TestClient(create_app(service, max_upload_mb=2), raise_server_exceptions=False)
     yield client, service, library, location, root
-    service.close()
+    service.close(wait_s=300)
+
+
+def get_groups(client, url="/api/groups"):
+    """GET a groups URL; while a job finds the groups (202), wait for it and ask again."""
+    response = client.get(url)
+    if response.status_code == 202:
+        job = response.json()["job"]
+        assert job["kind"] == "dups" and response.json()["computing"]
+        assert client.app.state.service.jobs.wait(job["id"], timeout=300).state == "done"
+        response = client.get(url.replace("refresh=true", "refresh=false"))  # asking again must not restart it
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def photo(library, name="mate_Aqua.jpg"):
@@ -193,7 +205,7 @@ def test_frames_and_person_crops_are_served_as_their_picture(tmp_path):
         similar = client.get(f"/api/images/{hit['id']}/similar?top=1").json()
         assert similar["query"].endswith(f"#frame={hit['frame']}") and similar["results"][0]["id"] == hit["id"]
     finally:
-        service.close()
+        service.close(wait_s=300)
 
 
 # ---- compare ----
@@ -215,11 +227,32 @@ def test_compare_two_ids_and_two_uploads(served):
 # ---- groups, ignore, move, undo ----
 
 
+def test_groups_are_found_by_a_background_job_then_served_from_the_cache(served):
+    _, _, _, location, root = served
+    service = Service(location, move_to=root / "moved")
+    try:
+        client = TestClient(create_app(service), raise_server_exceptions=False)
+        first = client.get("/api/groups")
+        assert first.status_code == 202 and first.json()["job"]["kind"] == "dups"
+        again = client.get("/api/groups")  # asked again while it runs: the same job, not a second one
+        assert again.status_code in (200, 202) and len(service.jobs.all()) == 1
+        done = service.jobs.wait(first.json()["job"]["id"], timeout=300)
+        assert done.state == "done" and done.summary["groups"] >= 5
+        status = client.get(f"/api/jobs/{done.id}").json()
+        assert status["stage"] and status["progress"] == 1.0
+        assert client.get("/api/groups").status_code == 200
+        assert client.get("/api/groups?threshold=0.9").status_code == 202  # another threshold: another job
+        service.jobs.wait(service.jobs.all()[-1].id, timeout=300)
+        assert client.get("/api/groups?threshold=0.9").json()["total"] <= client.get("/api/groups").json()["total"]
+    finally:
+        service.close(wait_s=300)
+
+
 def test_groups_page_by_page(served):
     client = served[0]
-    everything = client.get("/api/groups?limit=200").json()
+    everything = get_groups(client, "/api/groups?limit=200")
     assert everything["total"] >= 5 and len(everything["groups"]) == everything["total"]
-    first, second = client.get("/api/groups?offset=0&limit=2").json(), client.get("/api/groups?offset=2&limit=2").json()
+    first, second = get_groups(client, "/api/groups?offset=0&limit=2"), get_groups(client, "/api/groups?offset=2&limit=2")
     assert [g["id"] for g in first["groups"] + second["groups"]] == [g["id"] for g in everything["groups"][:4]]
     group = everything["groups"][0]
     assert client.get(f"/api/groups/{group['id']}").json() == group
@@ -230,19 +263,20 @@ def test_groups_page_by_page(served):
 
 def test_ignored_group_is_persisted_and_left_out_by_searcher_dups(served):
     client, service, _, location, _ = served
-    group = client.get("/api/groups").json()["groups"][0]
+    group = get_groups(client, "/api/groups")["groups"][0]
     assert client.post(f"/api/groups/{group['id']}/ignore").json() == {"group": group["id"], "ignored": True}
-    assert group["id"] not in [g["id"] for g in client.get("/api/groups?limit=200").json()["groups"]]
-    assert client.get("/api/groups").json()["ignored"] == 1
+    assert group["id"] not in [g["id"] for g in get_groups(client, "/api/groups?limit=200")["groups"]]
+    assert get_groups(client, "/api/groups")["ignored"] == 1
     dups = json.loads(cli_json("dups", "--format", "json", "--catalog", location.directory))
     assert group["id"] not in [g["id"] for g in dups["groups"]]
     fresh = Service(location)  # a restarted server remembers it
     try:
-        assert group["id"] not in [g["id"] for g in fresh.groups(0.5, 0, 200)["groups"]]
+        fresh_groups = get_groups(TestClient(create_app(fresh)), "/api/groups?limit=200")["groups"]
+        assert group["id"] not in [g["id"] for g in fresh_groups]
     finally:
-        fresh.close()
+        fresh.close(wait_s=300)
     assert client.delete(f"/api/groups/{group['id']}/ignore").json()["ignored"] is False
-    assert group["id"] in [g["id"] for g in client.get("/api/groups?limit=200").json()["groups"]]
+    assert group["id"] in [g["id"] for g in get_groups(client, "/api/groups?limit=200")["groups"]]
     one_line_error(client.delete(f"/api/groups/{group['id']}/ignore"), 404)
 
 
@@ -259,23 +293,24 @@ def test_a_member_marked_not_a_duplicate_of_the_kept_copy_leaves_the_group(tmp_p
     service = Service(location, move_to=tmp_path / "moved")
     try:
         client = TestClient(create_app(service), raise_server_exceptions=False)
-        (pair,) = client.get("/api/groups").json()["groups"]
+        (pair,) = get_groups(client, "/api/groups")["groups"]
         keep, member = pair["members"]
         assert keep["path"].endswith("original.png") and member["path"].endswith("smaller.jpg")
         assert "kept copy" in one_line_error(client.post(f"/api/groups/{pair['id']}/members/{keep['id']}/ignore"), 400)
         one_line_error(client.post(f"/api/groups/{pair['id']}/members/999999/ignore"), 404)
         assert client.post(f"/api/groups/{pair['id']}/members/{member['id']}/ignore").json()["ignored"] is True
-        assert client.get("/api/groups").json()["groups"] == []  # their only link is gone
+        assert get_groups(client, "/api/groups")["groups"] == []  # the reviewer's word, at once
+        assert get_groups(client, "/api/groups?refresh=true")["groups"] == []  # and found again: their only link is gone
         dups = json.loads(cli_json("dups", "--format", "json", "--catalog", location.directory))
         assert dups["groups"] == []
     finally:
-        service.close()
+        service.close(wait_s=300)
 
 
 def test_move_is_a_dry_run_by_default_then_moves_and_undo_restores(served):
     client, service, library, _, root = served
     before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
-    group = client.get("/api/groups").json()["groups"][0]
+    group = get_groups(client, "/api/groups")["groups"][0]
     keep = group["members"][-1]  # the reviewer keeps another copy than the suggested one
     plan = client.post(f"/api/groups/{group['id']}/move", json={"keep": keep["id"]}).json()
     assert plan["dry_run"] is True and plan["log"] is None and plan["keep"] == keep["path"]
@@ -285,10 +320,12 @@ def test_move_is_a_dry_run_by_default_then_moves_and_undo_restores(served):
     assert done["moved"] == len(plan["moves"]) and done["log"] in client.get("/api/moves").json()["logs"]
     for move in done["moves"]:
         assert not (library / move["from"]).exists() and (root / "moved" / group["id"]).is_dir()
+    assert group["id"] not in [g["id"] for g in get_groups(client, "/api/groups?limit=200")["groups"]]  # decided
+    other = get_groups(client, "/api/groups")["groups"][0]
+    one_line_error(client.post(f"/api/groups/{other['id']}/move", json={"keep": 999999}), 400)
     undone = client.post("/api/undo", json={"log": done["log"]}).json()
     assert len(undone["restored"]) == done["moved"]
     assert {p: p.read_bytes() for p in library.rglob("*") if p.is_file()} == before
-    one_line_error(client.post(f"/api/groups/{group['id']}/move", json={"keep": 999999}), 400)
     one_line_error(client.post("/api/undo", json={"log": "../../etc/passwd"}), 404)
     one_line_error(client.post("/api/undo", json={}), 422)
 

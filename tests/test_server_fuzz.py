@@ -36,6 +36,7 @@ def _app():
         atexit.register(shutil.rmtree, root, True)
         _, location = make_library(root)
         _state["service"] = Service(location, move_to=root / "moved")
+        atexit.register(_state["service"].close, 300)
         _state["app"] = create_app(_state["service"], max_upload_mb=1)
     return _state["app"]
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from searcher.errors import CatalogError, ImageError, SearcherError, UsageError
+from searcher.server.groups import Computing
 from searcher.server.jobs import Busy
 from searcher.server.service import THUMB_SIDES, NotFound, Service
 
@@ -132,6 +133,10 @@ def _set_cookie_and_redirect(request: Request, token: str) -> Response:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Computing)
+    async def computing(request: Request, e: Computing):
+        return JSONResponse({"computing": str(e), "job": e.job.to_dict()}, status_code=202)
+
     @app.exception_handler(SearcherError)
     async def searcher_error(request: Request, e: SearcherError):
         status = next(code for kind, code in _STATUS if isinstance(e, kind))
@@ -242,9 +247,18 @@ def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
 def _add_review_routes(app: FastAPI, service: Service) -> None:
     Threshold = Query(0.5, gt=0, le=1, description="pair score at which two images are linked")
 
-    @app.get("/api/groups", tags=["duplicates"], summary="Near-duplicate groups, a page at a time (as `searcher dups`)")
-    def groups(threshold: float = Threshold, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=200)) -> dict:
-        return service.groups(threshold, offset, limit)
+    @app.get(
+        "/api/groups",
+        tags=["duplicates"],
+        summary="Near-duplicate groups, a page at a time (as `searcher dups`); 202 with a job while they are found",
+    )
+    def groups(
+        threshold: float = Threshold,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(20, ge=1, le=200),
+        refresh: bool = Query(False, description="find the groups again"),
+    ) -> dict:
+        return service.groups(threshold, offset, limit, refresh)
 
     @app.get("/api/groups/{group_id}", tags=["duplicates"], summary="One group")
     def group(group_id: str, threshold: float = Threshold) -> dict:

@@ -1,4 +1,5 @@
-"""Background ingest jobs: one at a time, run in a thread, with progress a client can poll."""
+"""Background jobs (ingest, finding duplicate groups): one at a time, run in a thread, with
+progress a client can poll."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Job:
     kind: str
     target: str
     state: str = "queued"  # queued, running, done, failed
+    stage: str = ""  # what it is doing now, when it has several steps
     total: int = 0
     done: int = 0
     failures: list[str] = field(default_factory=list)
@@ -36,6 +38,7 @@ class Job:
             "kind": self.kind,
             "target": self.target,
             "state": self.state,
+            "stage": self.stage,
             "total": self.total,
             "done": self.done,
             "progress": round(self.done / self.total, 4) if self.total else (1.0 if self.state == "done" else 0.0),
@@ -54,7 +57,7 @@ class JobReporter:
         self.job = job
 
     def start(self, total: int, description: str = "") -> None:
-        self.job.total, self.job.done = total, 0
+        self.job.total, self.job.done, self.job.stage = total, 0, description
 
     def advance(self, n: int = 1) -> None:
         self.job.done += n
@@ -116,3 +119,12 @@ class Jobs:
         while job is not None and job.state in ("queued", "running") and time.time() < deadline:
             time.sleep(0.05)
         return job
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs (at most `timeout` seconds); True when none does."""
+        deadline = time.time() + timeout
+        while any(j.state in ("queued", "running") for j in self.all()):
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True

@@ -21,6 +21,7 @@ import cv2
 
 from searcher import images
 from searcher.errors import ImageError, SearcherError, UsageError
+from searcher.server.groups import GroupCache
 from searcher.server.jobs import Job, Jobs
 from searcher.server.warm import WarmCatalog
 
@@ -62,8 +63,7 @@ class Service:
         self.move_to = Path(move_to or self.location.directory.parent / "searcher-duplicates").resolve()
         self.catalog: WarmCatalog[Catalog] = WarmCatalog(self._open, lambda handle: handle.close())
         self.jobs = Jobs()
-        self._groups: dict[float, object] = {}  # threshold -> DupsResult, dropped on every change
-        self._groups_lock = threading.Lock()
+        self.groups_cache = GroupCache(self.catalog, self.jobs)
         self._write_lock = threading.Lock()  # moves, undo and decisions: one at a time
         self._thumbs: OrderedDict[tuple, bytes] = OrderedDict()
         self._thumbs_lock = threading.Lock()
@@ -77,7 +77,9 @@ class Service:
         handle.indexes  # noqa: B018 (loads extractors and indexes)
         return handle
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 5.0) -> None:
+        """Close the catalog once the running job (if any) has finished or `wait_s` has passed."""
+        self.jobs.wait_idle(wait_s)
         self.catalog.close()
 
     # ---- reading ----
@@ -201,8 +203,9 @@ class Service:
 
     # ---- duplicate groups and what a reviewer decides ----
 
-    def groups(self, threshold: float, offset: int, limit: int) -> dict:
-        result = self._dups(threshold)
+    def groups(self, threshold: float, offset: int, limit: int, refresh: bool = False) -> dict:
+        """A page of the groups at this threshold (Computing while a job finds them)."""
+        result = self.groups_cache.get(threshold, refresh)
         limit = max(1, min(limit, MAX_PAGE))
         page = result.groups[offset : offset + limit]
         return {
@@ -219,29 +222,21 @@ class Service:
         return _group_dict(self._find_group(group_id, threshold))
 
     def _find_group(self, group_id: str, threshold: float):
-        for g in self._dups(threshold).groups:
+        for g in self.groups_cache.get(threshold).groups:
             if g.id == group_id:
                 return g
         raise NotFound(f"no group {group_id} at threshold {threshold:g}")
 
-    def _dups(self, threshold: float):
-        with self._groups_lock:  # one computation at a time; others wait for its result
-            if threshold not in self._groups:
-                with self.catalog.use() as handle:
-                    self._groups[threshold] = handle.duplicates(threshold=threshold)
-            return self._groups[threshold]
-
     def changed(self) -> None:
-        """The catalog changed: cached groups are stale."""
-        with self._groups_lock:
-            self._groups.clear()
+        """The catalog changed in a way cached groups cannot follow: they are found again when asked."""
+        self.groups_cache.clear()
 
     def ignore_group(self, group_id: str, threshold: float) -> dict:
         """Mark a group "not duplicates" (persisted; `searcher dups` leaves it out too)."""
         group = self._find_group(group_id, threshold)
         with self._write_lock, self.catalog.use() as handle:
             handle.store.add_ignored_group(group.id)
-        self.changed()
+        self.groups_cache.drop_group(group.id, ignored=True)
         return {"group": group.id, "ignored": True}
 
     def ignore_member(self, group_id: str, image_id: int, threshold: float) -> dict:
@@ -257,7 +252,7 @@ class Service:
             raise UsageError("this pair has no content hash to record")
         with self._write_lock, self.catalog.use() as handle:
             handle.store.add_ignored_pair(group.keep.sha256, member.sha256)
-        self.changed()
+        self.groups_cache.drop_member(group.id, image_id)
         return {"group": group.id, "keep": group.keep.image_id, "image": image_id, "ignored": True}
 
     def unignore_group(self, group_id: str) -> dict:
@@ -291,7 +286,8 @@ class Service:
         with self._write_lock, self.catalog.use() as handle:
             log = default_log_path(self.move_to)
             outcome = handle.move_duplicates([group], self.move_to, log_path=log, moves=moves)
-        self.changed()
+        if outcome.moved:
+            self.groups_cache.drop_group(group.id, ignored=False)
         skipped = [{"from": m.source, "reason": reason} for m, reason in outcome.skipped]
         return {
             **out,

@@ -161,11 +161,17 @@ function setupDrop() {
 
 // ---- duplicate groups ----
 
-async function loadGroups(keepPosition = false) {
+async function loadGroups(keepPosition = false, refresh = false) {
   const threshold = document.getElementById("threshold").value || 0.5;
   status("finding duplicate groups…");
   try {
-    const page = await api(`/api/groups?threshold=${encodeURIComponent(threshold)}&offset=${state.offset}&limit=${state.limit}`);
+    const url = `/api/groups?threshold=${encodeURIComponent(threshold)}&offset=${state.offset}&limit=${state.limit}`;
+    let page = await api(url + (refresh ? "&refresh=true" : ""));
+    while (page.job) {  // 202: a job is finding the groups; follow it, then ask again
+      const job = await waitForJob(page.job, (j) => status(`finding duplicate groups: ${j.stage || "starting"} ${j.done} of ${j.total || "?"} (${j.elapsed_s.toFixed(0)} s)`));
+      if (job.state === "failed") throw new Error(job.error);
+      page = await api(url);
+    }
     state.groups = page.groups;
     state.total = page.total;
     if (!keepPosition) { state.current = 0; state.picked = 0; }
@@ -390,6 +396,15 @@ function renderComparison(c) {
       el("table", { class: "measures" }, rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v))))))));
 }
 
+async function waitForJob(job, onProgress) {
+  while (job.state === "queued" || job.state === "running") {
+    onProgress(job);
+    await new Promise((r) => setTimeout(r, 500));
+    job = await api(`/api/jobs/${encodeURIComponent(job.id)}`);
+  }
+  return job;
+}
+
 // ---- catalog: info and ingest ----
 
 async function loadInfo() {
@@ -407,12 +422,10 @@ async function ingest(path) {
     const bar = el("div");
     const text = el("div", { class: "hint" });
     box.replaceChildren(el("div", { class: "progress" }, bar), text);
-    while (job.state === "queued" || job.state === "running") {
-      bar.style.width = `${Math.round(job.progress * 100)}%`;
-      text.textContent = `${job.target}: ${job.done} of ${job.total || "?"} files, ${job.elapsed_s.toFixed(0)} s`;
-      await new Promise((r) => setTimeout(r, 500));
-      job = await api(`/api/jobs/${encodeURIComponent(job.id)}`);
-    }
+    job = await waitForJob(job, (j) => {
+      bar.style.width = `${Math.round(j.progress * 100)}%`;
+      text.textContent = `${j.target}: ${j.done} of ${j.total || "?"} files, ${j.elapsed_s.toFixed(0)} s`;
+    });
     bar.style.width = "100%";
     text.textContent = job.state === "done"
       ? `done: ${Object.entries(job.summary).map(([k, v]) => `${v} ${k}`).join(", ")}` + (job.failures.length ? `; failed: ${job.failures.join("; ")}` : "")
@@ -450,7 +463,7 @@ async function start() {
   setupDrop();
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", route);
-  document.getElementById("groups-reload").addEventListener("click", () => { state.offset = 0; state.decided = {}; loadGroups(); });
+  document.getElementById("groups-reload").addEventListener("click", () => { state.offset = 0; state.decided = {}; loadGroups(false, true); });
   document.getElementById("threshold").addEventListener("change", () => { state.offset = 0; loadGroups(); });
   document.getElementById("prev-page").addEventListener("click", () => changePage(-1));
   document.getElementById("next-page").addEventListener("click", () => changePage(1));

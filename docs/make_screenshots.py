@@ -17,7 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -122,8 +122,8 @@ def shoot(base: str) -> None:
         page.click("nav a[data-view=catalog]")
         page.fill("#ingest-path", str(REPO / "sample_data" / "copies"))
         page.click("#ingest-form button")
-        page.wait_for_function("document.getElementById('job').textContent.includes('done')", timeout=120_000)
-        page.wait_for_function("document.getElementById('info').textContent.length > 0")
+        expect(page.locator("#job")).to_contain_text("done", timeout=120_000)  # (no string eval: the page's CSP forbids it)
+        expect(page.locator("#info")).to_contain_text("schema")
         page.wait_for_timeout(600)  # the progress bar's transition
         page.screenshot(path=str(DOCS / "serve-catalog.png"))
         browser.close()

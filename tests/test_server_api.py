@@ -427,6 +427,8 @@ def test_page_and_openapi_schema(served):
     client = served[0]
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self': no inline script
+    assert page.headers["x-content-type-options"] == "nosniff"
     assert client.get("/static/app.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     for path in (

@@ -26,13 +26,13 @@ HOSTILE = '<img src=x onerror="document.title=1">.jpg'  # a file name that must 
 
 def _browser_or_skip():
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
     if not os.path.exists(CHROMIUM):
         print(f"\nskipping the browser test: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (never `playwright install`)")
-    return sync_playwright
+    return sync_playwright, expect
 
 
 def _free_port() -> int:
@@ -95,7 +95,7 @@ def make_library_from(root: Path):
 
 
 def test_search_open_a_group_and_mark_it_not_duplicates(server):
-    sync_playwright = _browser_or_skip()
+    sync_playwright, expect = _browser_or_skip()
     base, library, location = server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--headless=new"])
@@ -134,7 +134,7 @@ def test_search_open_a_group_and_mark_it_not_duplicates(server):
 
             # reloading the view: the group is gone, and counted as ignored
             page.click("#groups-reload")
-            page.wait_for_function("document.getElementById('groups-summary').textContent.includes('marked not duplicates')")
+            expect(page.locator("#groups-summary")).to_contain_text("marked not duplicates", timeout=120_000)
             assert page.locator(f".group[data-group='{group_id}']").count() == 0
             assert page.title() == title and not errors
         finally:

@@ -30,6 +30,13 @@ from searcher.server.service import THUMB_SIDES, NotFound, Service
 COOKIE = "searcher_token"
 DEFAULT_MAX_UPLOAD_MB = 50.0
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# The page loads only its own script and styles; pictures come from the API, data: (the match
+# drawing) and blob: (the preview of an upload). Hostile file names can then never run script.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 Metric = Literal["fused", "hist", "mse", "ae", "orb"]
 
 
@@ -110,7 +117,9 @@ def _add_guards(app: FastAPI, token: str | None, loopback_only: bool, max_bytes:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
             return error(413, f"request too large: the limit is {max_bytes // (1024 * 1024)} MB")
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 def _host_name(header: str) -> str:

@@ -38,6 +38,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 Metric = Literal["fused", "hist", "mse", "ae", "orb"]
+HistMethod = Literal["correl", "chisqr", "intersect", "bhattacharyya"]
 
 
 class _TooLarge(UsageError):
@@ -210,8 +211,13 @@ def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
         return service.settings()
 
     @app.post("/api/query", tags=["search"], summary="Query by upload: one line of `searcher query --format jsonl`")
-    def query(file: UploadFile = File(...), top: int = Query(10, ge=1, le=1000), metric: Metric = "fused") -> dict:
-        return service.query_upload(_read_upload(file, max_bytes), file.filename or "upload", top, metric)
+    def query(
+        file: UploadFile = File(...),
+        top: int = Query(10, ge=1, le=1000),
+        metric: Metric = "fused",
+        hist_method: HistMethod = "bhattacharyya",
+    ) -> dict:
+        return service.query_upload(_read_upload(file, max_bytes), file.filename or "upload", top, metric, hist_method)
 
     @app.get("/api/images/{image_id}", tags=["images"], summary="One catalog entry: file, or frame/crop of a video")
     def image(image_id: str) -> dict:
@@ -219,8 +225,10 @@ def _add_search_routes(app: FastAPI, service: Service, max_bytes: int) -> None:
         return entry.__dict__ | {"box": list(entry.box) if entry.box else None}
 
     @app.get("/api/images/{image_id}/similar", tags=["search"], summary="Query by catalog id (same object as /api/query)")
-    def similar(image_id: str, top: int = Query(10, ge=1, le=1000), metric: Metric = "fused") -> dict:
-        return service.query_entry(_image_id(image_id), top, metric)
+    def similar(
+        image_id: str, top: int = Query(10, ge=1, le=1000), metric: Metric = "fused", hist_method: HistMethod = "bhattacharyya"
+    ) -> dict:
+        return service.query_entry(_image_id(image_id), top, metric, hist_method)
 
     @app.get(
         "/api/images/{image_id}/thumbnail",

@@ -98,23 +98,23 @@ class Service:
             metrics = list(available_metrics(handle))
         return {"version": __version__, "threshold": DEFAULT_THRESHOLD, "metrics": metrics, "move_to": str(self.move_to)}
 
-    def query_upload(self, data: bytes, name: str, top: int, metric: str) -> dict:
+    def query_upload(self, data: bytes, name: str, top: int, metric: str, hist_method: str = "bhattacharyya") -> dict:
         """The jsonl object of `searcher query` for an uploaded image, with `query` = its file name."""
         with _temporary_file(data) as path:
-            return self._query(path, name, top, metric)
+            return self._query(path, name, top, metric, hist_method)
 
-    def query_entry(self, image_id: int, top: int, metric: str) -> dict:
+    def query_entry(self, image_id: int, top: int, metric: str, hist_method: str = "bhattacharyya") -> dict:
         """The jsonl object of `searcher query` for a catalog entry (a frame or crop is queried as its picture)."""
         entry = self.entry(image_id)
         name = entry.path if entry.frame is None else f"{entry.path}#frame={entry.frame}"
         if entry.frame is None:
-            return self._query(entry.path, name, top, metric)
+            return self._query(entry.path, name, top, metric, hist_method)
         with _temporary_file(self._encode(self._picture(entry), ".png")) as path:
-            return self._query(path, name, top, metric)
+            return self._query(path, name, top, metric, hist_method)
 
-    def _query(self, path: str, name: str, top: int, metric: str) -> dict:
+    def _query(self, path: str, name: str, top: int, metric: str, hist_method: str) -> dict:
         with self.catalog.use() as handle:
-            result = handle.query_result(path, top=top, metric=metric)
+            result = handle.query_result(path, top=top, metric=metric, hist_method=hist_method)
         if result.error:
             raise ImageError(f"{name}: {result.error}")
         result.query = name

@@ -453,3 +453,10 @@ def test_serve_refuses_a_public_host_without_a_token(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "SEARCHER_TOKEN": ""})
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: --host 0.0.0.0 is not a loopback address") and "Traceback" not in result.stderr
+
+
+def test_serve_without_the_serve_extra_names_it(tmp_path):
+    script = "import sys; sys.modules['uvicorn'] = None; sys.argv = ['searcher', 'serve', '--catalog', sys.argv[1]]; from searcher.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "pip install 'searcher[serve]'" in result.stderr and "uvicorn" in result.stderr

@@ -55,7 +55,7 @@ def serve(location, host: str, port: int, token: str | None, move_to=None, max_u
     try:
         app = create_app(service, token=token, loopback_only=not token, max_upload_mb=max_upload_mb)
         where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-        announce(f"searcher serve: catalog {location.directory}, moves go to {service.move_to}")
+        announce(f"searcher serve: catalog {service.location.display}, moves go to {service.move_to}")
         announce(f"open {where}" + ("?token=..." if token else "") + " (Ctrl-C stops)")
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

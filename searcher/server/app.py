@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from searcher.errors import CatalogError, ImageError, SearcherError, UsageError
+from searcher.features.histogram import METHODS as HIST_METHODS
+from searcher.query import METRICS
 from searcher.server.groups import Computing
 from searcher.server.jobs import Busy
 from searcher.server.service import THUMB_SIDES, NotFound, Service
@@ -37,8 +39,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-Metric = Literal["fused", "hist", "mse", "ae", "orb"]
-HistMethod = Literal["correl", "chisqr", "intersect", "bhattacharyya"]
+Metric = Literal[tuple(METRICS)]  # every metric a query knows; one the catalog lacks is a 400 naming those it has
+HistMethod = Literal[tuple(HIST_METHODS)]  # cv2.compareHist methods, as --hist-method
 
 
 class _TooLarge(UsageError):

@@ -49,6 +49,19 @@ class Hit:
     time: float | None = None
     box: tuple[int, ...] | None = None
 
+    def to_dict(self, rank: int) -> dict:
+        """The hit as `searcher query --format json/jsonl` and `searcher serve` print it."""
+        entry = {
+            "rank": rank,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+        }
+        entry["id"] = self.image_id  # the catalog id: what `searcher serve` names images by
+        if self.frame is not None:  # a video frame or person crop: path is the video
+            entry.update(frame=self.frame, time=round(self.time, 3), box=list(self.box) if self.box else None)
+        return entry
+
 
 @dataclass
 class QueryResult:
@@ -56,6 +69,10 @@ class QueryResult:
     hits: list[Hit] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict:
+        """One line of `searcher query --format jsonl`: {"query": ..., "results": [hit, ...]}."""
+        return {"query": self.query, "results": [hit.to_dict(rank) for rank, hit in enumerate(self.hits, 1)]}
 
 
 def available_metrics(catalog: Catalog) -> tuple[str, ...]:
@@ -101,12 +118,16 @@ def query(
 
     clock = time.perf_counter()
     ids = _candidates(catalog, signatures, metric, max(SHORTLIST, top))
+    # Candidates in a stable order (sha256, path), not the ingest order of their ids: every sort
+    # below breaks ties by this position, so equal scores rank the same in any catalog of the same files.
+    keys = catalog.store.sort_keys(ids)
+    ids.sort(key=lambda i: keys.get(i, ("", "")))
     similarities, raw, grey = _exact_scores(catalog, ids, signatures, hist_method)
     result.timings["search"] = time.perf_counter() - clock
 
     if metric in VECTOR_METRICS:
         ranked = similarities["hist_raw" if metric == "hist" else metric]
-        order = sorted(range(len(ids)), key=lambda i: (-np.nan_to_num(ranked[i], nan=-1.0), ids[i]))[:top]
+        order = sorted(range(len(ids)), key=lambda i: -np.nan_to_num(ranked[i], nan=-1.0))[:top]
         hits = [_hit(ids[i], ranked[i], similarities, raw, i) for i in order]
     else:
         has_orb = verify and "orb" in catalog.extractors
@@ -162,7 +183,7 @@ def _rerank(
         if metric == "orb":
             hit.score = float(inliers[i])
         hits.append(hit)
-    key = (lambda k: (-inliers[k], -logits[k], ids[k])) if metric == "orb" else (lambda k: (-logits[k], -matches[k], ids[k]))
+    key = (lambda k: (-inliers[k], -logits[k])) if metric == "orb" else (lambda k: (-logits[k], -matches[k]))
     return [hits[k] for k in sorted(range(len(ids)), key=key)[:top]]
 
 
@@ -176,7 +197,7 @@ def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget
     if not variants or budget <= 0 or not n:
         return inliers, matches, verified
     upper = scored.upper()
-    order = sorted(range(n), key=lambda i: (-upper[i], ids[i]))[:budget]
+    order = sorted(range(n), key=lambda i: -upper[i])[:budget]
     best: list[float] = []  # verified logits, best first (at most `top`)
     stored: dict[int, np.ndarray] = {}
     for position, i in enumerate(order):

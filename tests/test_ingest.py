@@ -224,7 +224,7 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
     from searcher.features.thumbnail import ThumbnailExtractor
 
     run([photo_dir], location)
-    monkeypatch.setattr(HistogramExtractor, "version", "2")
+    monkeypatch.setattr(HistogramExtractor, "version", "99")
     recorder = Recorder()
     summary = ingest([photo_dir], location, IngestOptions(signatures=SIGNATURES), recorder)
     assert summary.counts() == counts(updated=6)
@@ -238,5 +238,5 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
             ).all()
         )
     engine.dispose()
-    assert versions == {"hist": "2", "mse": ThumbnailExtractor.version, "orb": OrbExtractor.version}
+    assert versions == {"hist": "99", "mse": ThumbnailExtractor.version, "orb": OrbExtractor.version}
     assert run([photo_dir], location) == counts(unchanged=6)

@@ -116,8 +116,15 @@ def _comparison_rows(result) -> list[tuple[str, str, str]]:
             "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature",
         ),
         ("autoencoder cosine, best orientation", _fmt(result.ae_cosine_oriented), "of A's flips and rotations (as a query)"),
-        ("fused", _fmt(result.fused), "mean of " + ", ".join(f"{k} {v:.3f}" for k, v in result.similarities.items())),
-        ("score", _fmt(result.score), "(fused + orb) / 2, orb = clip((inliers - 8) / 24, 0, 1)"),
+        ("cnn cosine", _fmt(result.cnn_cosine), "1 = same descriptor" if result.cnn_cosine is not None else "no cnn signature"),
+        (
+            "fused",
+            _fmt(result.fused),
+            "p(same picture) from "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result.similarities.items())
+            + (" (grey: hist weightless)" if result.grey else ""),
+        ),
+        ("score", _fmt(result.score), "p(same picture) with the ORB inliers (searcher/calibration.json)"),
     ]
 
 
@@ -199,9 +206,11 @@ def dups(
             )
         grouped = sum(len(g.members) for g in result.groups)
         seconds = sum(result.timings.values())
+        rate = result.candidate_pairs / seconds if seconds > 0 else 0.0
         err.print(
             f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
+            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s, {rate:.0f} pairs/s)"
+            + (f"; {result.ignored_groups} group(s) marked not duplicates left out" if result.ignored_groups else ""),
             markup=False,
         )
         _print_groups(result, fmt)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.features.work_image import WorkImage, as_work
 from searcher.scoring import THUMB_SIDE, mse_similarity, orientations
 
 SIDE = THUMB_SIDE
@@ -15,9 +16,10 @@ SPREAD = 0.2  # the standard deviation a normalised thumbnail is given (about +-
 
 
 class ThumbnailExtractor(Extractor):
-    """BGR -> grey -> INTER_AREA resize to 16x16 (aspect ignored, so resized copies align) -> [0, 1]
-    -> contrast-normalised: 0.5 + SPREAD * (t - mean) / std, clipped to [0, 1], so that a near-black,
-    dimmed or washed-out copy gives the thumbnail of its original (a flat image gives 0.5 everywhere).
+    """BGR -> INTER_AREA 256x256 (the shared WorkImage.square) -> grey -> INTER_AREA 16x16 (aspect
+    ignored, so resized copies align) -> [0, 1] -> contrast-normalised: 0.5 + SPREAD * (t - mean) / std,
+    clipped to [0, 1], so that a near-black, dimmed or washed-out copy gives the thumbnail of its original
+    (a flat image gives 0.5 everywhere).
 
     Stored as uint8 (256 bytes). The index embedding is the thumbnail itself: squared L2 / 256 = MSE.
     """
@@ -26,9 +28,10 @@ class ThumbnailExtractor(Extractor):
     version = "2"  # 2: contrast-normalised
     dim = SIDE * SIDE
     space = "l2"
+    takes_work_image = True
 
-    def extract(self, image: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
+        grey = cv2.cvtColor(as_work(image).square, cv2.COLOR_BGR2GRAY)
         small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
         spread = float(small.std())
         if spread < 0.5 / 255.0:  # flat: no contrast to normalise

@@ -240,10 +240,15 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _symmetric_orb(path_a, path_b, bgr_a: np.ndarray, bgr_b: np.ndarray) -> tuple[OrbMatches, bool, int, int]:
-    """_orb_measures with the two files in a fixed order (sha256 of the bytes, then the path), reported
-    as A against B: the ORB figures of (a, b) and (b, a) are the same."""
-    if (_sha256(path_a), os.fspath(path_a)) <= (_sha256(path_b), os.fspath(path_b)):
+def _swapped(path_a, path_b) -> bool:
+    """Whether B comes first in the fixed order of a pair (sha256 of the bytes, then the path): the
+    measures that decide the verdict are taken in that order, so (a, b) and (b, a) agree exactly."""
+    return (_sha256(path_a), os.fspath(path_a)) > (_sha256(path_b), os.fspath(path_b))
+
+
+def _symmetric_orb(swapped: bool, bgr_a: np.ndarray, bgr_b: np.ndarray) -> tuple[OrbMatches, bool, int, int]:
+    """_orb_measures in the pair's fixed order, reported as A against B."""
+    if not swapped:
         return _orb_measures(bgr_a, bgr_b)
     matches, mirrored, keypoints_b, keypoints_a = _orb_measures(bgr_b, bgr_a)
     matches.points_a, matches.points_b = matches.points_b, matches.points_a
@@ -267,8 +272,11 @@ def compare_images(
     hist = HistogramExtractor()
     hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
     hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
+    swapped = _swapped(path_a, path_b)
     oriented, best = _oriented_mse(bgr_a, bgr_b)
-    orb_matches, mirrored, keypoints_a, keypoints_b = _symmetric_orb(path_a, path_b, bgr_a, bgr_b)
+    # The thumbnails' best orientation, in the fixed order (the sums differ in the last bits otherwise).
+    fixed_mse = float(np.min(_oriented_mse(*((bgr_b, bgr_a) if swapped else (bgr_a, bgr_b)))[0]))
+    orb_matches, mirrored, keypoints_a, keypoints_b = _symmetric_orb(swapped, bgr_a, bgr_b)
     verification = orb_matches.verification
     sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(
         *(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
@@ -276,7 +284,7 @@ def compare_images(
     ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
     cnn_cosine = _cnn_cosine(bgr_a, bgr_b, signatures, warn)
 
-    similarities = _similarities(hist_values["bhattacharyya"], float(oriented[best]), ae_cosine, cnn_cosine, signatures)
+    similarities = _similarities(hist_values["bhattacharyya"], fixed_mse, ae_cosine, cnn_cosine, signatures)
     grey = bool(grey_pairs(hist_a, hist_b)[0])
     has_orb = signatures is None or "orb" in signatures
     fused = pair_probability(similarities, grey, 0 if has_orb else None)

@@ -273,14 +273,11 @@ def compare_images(
     hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
     hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
     swapped = _swapped(path_a, path_b)
-    oriented, best = _oriented_mse(bgr_a, bgr_b)
-    # The thumbnails' best orientation, in the fixed order (the sums differ in the last bits otherwise).
+    oriented, best = _oriented_mse(bgr_a, bgr_b)  # the fixed order's below (sums differ in the last bits)
     fixed_mse = float(np.min(_oriented_mse(*((bgr_b, bgr_a) if swapped else (bgr_a, bgr_b)))[0]))
     orb_matches, mirrored, keypoints_a, keypoints_b = _symmetric_orb(swapped, bgr_a, bgr_b)
     verification = orb_matches.verification
-    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(
-        *(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
-    )
+    sift = _sift_measures(*(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b)))
     ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
     cnn_cosine = _cnn_cosine(bgr_a, bgr_b, signatures, warn)
 
@@ -302,10 +299,10 @@ def compare_images(
         orb_matches=verification.matches,
         orb_inliers=verification.inliers,
         orb_mirrored=mirrored,
-        sift_keypoints=sift_keypoints,
-        sift_bf_matches=sift_bf,
-        sift_flann_matches=sift_flann,
-        sift_inliers=sift_inliers,
+        sift_keypoints=sift[0],
+        sift_bf_matches=sift[1],
+        sift_flann_matches=sift[2],
+        sift_inliers=sift[3],
         ae_cosine=ae_cosine,
         ae_cosine_oriented=ae_cosine_oriented,
         cnn_cosine=cnn_cosine,

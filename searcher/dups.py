@@ -335,16 +335,17 @@ def _verified_scores(
     """Pair scores after ORB verification and the mirror re-check (see the module docstring, step 3).
 
     Pairs are verified best possible score first; a pair whose two images are already linked through
-    other pairs is skipped (its link would not change any group). Pairs that need no inliers (same
-    bytes, or similarities that pass alone) link first, without ORB.
+    other pairs is skipped (its link would not change any group). Same bytes link first, without ORB.
     """
     has_orb = "orb" in catalog.extractors
     if not has_orb and len(pairs):
         reporter.warn("the catalog has no ORB signatures: pairs cannot be verified, only near-identical ones are linked")
     union = _UnionFind(len(members))
-    for a, b in pairs[same_bytes | (need == 0)]:
+    for a, b in pairs[same_bytes | ((need == 0) & (not has_orb))]:
         union.union(int(a), int(b))
-    todo = np.flatnonzero((need > 0) & ~same_bytes) if has_orb else np.empty(0, dtype=np.int64)
+    # Pairs that pass without inliers are verified too (unless already linked), so that their score
+    # is the one compare and query give; they go first, being the most promising.
+    todo = np.flatnonzero((need >= 0) & ~same_bytes) if has_orb else np.empty(0, dtype=np.int64)
     todo = todo[np.lexsort((pairs[todo, 1], pairs[todo, 0], -scored.upper()[todo]))]
     inliers = np.zeros(len(pairs), dtype=np.int64)
     ids = np.array([m.image_id for m in members], dtype=np.int64)

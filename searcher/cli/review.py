@@ -155,6 +155,9 @@ DupsThresholdOption = typer.Option(
     max=1.0,
     help="Calibrated probability of 'same picture' at which two images are linked.",
 )
+NeighboursOption = typer.Option(
+    DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
+)
 VerifyBudgetOption = typer.Option(
     DEFAULT_VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per image (its most promising pairs first)."
 )
@@ -163,9 +166,7 @@ VerifyBudgetOption = typer.Option(
 def dups(
     catalog: Optional[str] = CatalogOption,
     threshold: float = DupsThresholdOption,
-    neighbours: int = typer.Option(
-        DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
-    ),
+    neighbours: int = NeighboursOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
     verify_budget: int = VerifyBudgetOption,
     fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),

@@ -15,6 +15,14 @@ SIDE = THUMB_SIDE
 SPREAD = 0.2  # the standard deviation a normalised thumbnail is given (about +-2.5 of them fit in [0, 1])
 
 
+def contrast_normalised(thumbnail: np.ndarray) -> np.ndarray:
+    """0.5 + SPREAD * (t - mean) / std, clipped to [0, 1]; a flat thumbnail gives 0.5 everywhere."""
+    spread = float(thumbnail.std())
+    if spread < 0.5 / 255.0:  # flat: no contrast to normalise
+        return np.full_like(thumbnail, 0.5)
+    return np.clip(0.5 + SPREAD * (thumbnail - float(thumbnail.mean())) / spread, 0.0, 1.0)
+
+
 class ThumbnailExtractor(Extractor):
     """BGR -> INTER_AREA 256x256 (the shared WorkImage.square) -> grey -> INTER_AREA 16x16 (aspect
     ignored, so resized copies align) -> [0, 1] -> contrast-normalised: 0.5 + SPREAD * (t - mean) / std,
@@ -32,11 +40,9 @@ class ThumbnailExtractor(Extractor):
 
     def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
         grey = cv2.cvtColor(as_work(image).square, cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
-        spread = float(small.std())
-        if spread < 0.5 / 255.0:  # flat: no contrast to normalise
-            return np.full_like(small, 0.5)
-        return np.clip(0.5 + SPREAD * (small - float(small.mean())) / spread, 0.0, 1.0)
+        return contrast_normalised(
+            cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
+        )
 
     def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
         """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid)."""

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli_common import CatalogOption, err, out, warn
+from searcher.cli.common import CatalogOption, err, out, progress_bar, warn
 
-DEFAULT_THRESHOLD = 0.5  # searcher.compare.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
+DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
 
 
@@ -43,26 +43,28 @@ def _fmt(value, digits: int = 4) -> str:
 def compare(
     a: Path = typer.Argument(..., help="First image (need not be in the catalog)."),
     b: Path = typer.Argument(..., help="Second image."),
-    catalog: Optional[Path] = CatalogOption,
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."),
+    catalog: Optional[str] = CatalogOption,
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."
+    ),
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False),
+    draw: Optional[Path] = typer.Option(
+        None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False
+    ),
 ) -> None:
     """Every measure between two images (histograms, MSE, ORB, SIFT, autoencoder) and the near-duplicate verdict.
 
     When a catalog exists (--catalog, $SEARCHER_CATALOG or ./.searcher), the fused score averages the
     signatures it holds, so the verdict is the one `searcher dups` gives on it.
     """
-    from searcher.catalog import locate
-    from searcher.compare import catalog_signatures, compare_images
-    from searcher.compare import draw as draw_comparison
+    from searcher import api
+    from searcher.comparison import draw as draw_comparison
     from searcher.errors import UsageError
 
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
-    signatures = catalog_signatures(locate(catalog))
-    result = compare_images(a, b, threshold=threshold, signatures=signatures, warn=warn)
+    result = api.compare(a, b, catalog=catalog, threshold=threshold, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
         err.print(f"wrote {draw} ({width}x{height})", markup=False)
@@ -74,7 +76,15 @@ def compare(
     table = Table(title=f"A {result.a}\nB {result.b}", title_justify="left")
     for column in ("measure", "value", "reads"):
         table.add_column(column, justify="right" if column == "value" else "left")
-    rows = [
+    for row in _comparison_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    out.print(result.explanation, markup=False)
+
+
+def _comparison_rows(result) -> list[tuple[str, str, str]]:
+    """(measure, value, how to read it) for the compare table."""
+    return [
         ("size A / B", f"{result.size_a[0]}x{result.size_a[1]} / {result.size_b[0]}x{result.size_b[1]}", "full size, pixels"),
         ("hist CORREL", _fmt(result.hist["correl"]), "HSV H-S histogram; 1 = identical, 0 = unrelated"),
         ("hist CHISQR", _fmt(result.hist["chisqr"]), "0 = identical, larger = more different"),
@@ -82,20 +92,32 @@ def compare(
         ("hist BHATTACHARYYA", _fmt(result.hist["bhattacharyya"]), "0 = identical, 1 = nothing in common"),
         ("MSE", _fmt(result.mse, 5), "16x16 grey thumbnails as they are; 0 = identical"),
         ("MSE, best orientation", _fmt(result.mse_oriented, 5), f"A {result.orientation}"),
-        ("ORB matches", str(result.orb_matches), f"cross-checked, of {result.orb_keypoints[0]} / {result.orb_keypoints[1]} keypoints"),
-        ("ORB RANSAC inliers", str(result.orb_inliers), "matches consistent with one homography" + (" (A mirrored)" if result.orb_mirrored else "")),
-        ("SIFT matches, brute force", str(result.sift_bf_matches), f"Lowe ratio 0.75, of {result.sift_keypoints[0]} / {result.sift_keypoints[1]} keypoints"),
+        (
+            "ORB matches",
+            str(result.orb_matches),
+            f"cross-checked, of {result.orb_keypoints[0]} / {result.orb_keypoints[1]} keypoints",
+        ),
+        (
+            "ORB RANSAC inliers",
+            str(result.orb_inliers),
+            "matches consistent with one homography" + (" (A mirrored)" if result.orb_mirrored else ""),
+        ),
+        (
+            "SIFT matches, brute force",
+            str(result.sift_bf_matches),
+            f"Lowe ratio 0.75, of {result.sift_keypoints[0]} / {result.sift_keypoints[1]} keypoints",
+        ),
         ("SIFT matches, FLANN", str(result.sift_flann_matches), "Lowe ratio 0.75, KD-tree"),
         ("SIFT RANSAC inliers", str(result.sift_inliers), "of the brute-force matches"),
-        ("autoencoder cosine", _fmt(result.ae_cosine), "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature"),
+        (
+            "autoencoder cosine",
+            _fmt(result.ae_cosine),
+            "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature",
+        ),
         ("autoencoder cosine, best orientation", _fmt(result.ae_cosine_oriented), "of A's flips and rotations (as a query)"),
         ("fused", _fmt(result.fused), "mean of " + ", ".join(f"{k} {v:.3f}" for k, v in result.similarities.items())),
         ("score", _fmt(result.score), "(fused + orb) / 2, orb = clip((inliers - 8) / 24, 0, 1)"),
     ]
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
-    out.print(result.explanation, markup=False)
 
 
 class _Progress:
@@ -119,15 +141,28 @@ class _Progress:
 
 
 def dups(
-    catalog: Optional[Path] = CatalogOption,
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."),
-    neighbours: int = typer.Option(DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."),
+    catalog: Optional[str] = CatalogOption,
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."
+    ),
+    neighbours: int = typer.Option(
+        DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
+    ),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
     fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False),
-    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).", file_okay=False),
+    html_path: Optional[Path] = typer.Option(
+        None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False
+    ),
+    move_to: Optional[Path] = typer.Option(
+        None,
+        "--move-to",
+        help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).",
+        file_okay=False,
+    ),
     yes: bool = typer.Option(False, "--yes", help="With --move-to: really move the files."),
-    log: Optional[Path] = typer.Option(None, "--log", help="With --move-to --yes: the move log [default: DIR/searcher-moves-<time>.jsonl].", dir_okay=False),
+    log: Optional[Path] = typer.Option(
+        None, "--log", help="With --move-to --yes: the move log [default: DIR/searcher-moves-<time>.jsonl].", dir_okay=False
+    ),
 ) -> None:
     """Group the whole catalog into near-duplicate groups and suggest the copy to keep in each.
 
@@ -136,43 +171,54 @@ def dups(
     linked images. Keep: largest resolution, then largest file, then oldest. Group id: "g" + the
     smallest sha256 of its members (12 hex digits), stable across runs. Nothing is ever deleted.
     """
-    from searcher.catalog import locate
-    from searcher.dups import default_log_path, find_duplicates, move_duplicates, plan_moves
+    from searcher.catalog import Catalog
     from searcher.errors import UsageError
 
     if (yes or log) and move_to is None:
         raise UsageError("--yes and --log go with --move-to DIR")
-    location = locate(catalog)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
-    ) as progress:
-        result = find_duplicates(location, threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
-    grouped = sum(len(g.members) for g in result.groups)
-    seconds = sum(result.timings.values())
-    err.print(
-        f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
-        markup=False,
-    )
-    _print_groups(result, fmt)
-    if html_path is not None:
-        from searcher.report import write_dups_html
+    with Catalog.open(catalog, create=False, warn=warn) as opened:
+        with progress_bar() as progress:
+            result = opened.duplicates(threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
+        grouped = sum(len(g.members) for g in result.groups)
+        seconds = sum(result.timings.values())
+        err.print(
+            f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
+            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
+            markup=False,
+        )
+        _print_groups(result, fmt)
+        if html_path is not None:
+            from searcher.report import write_dups_html
 
-        shown = write_dups_html(result, html_path)
-        err.print(f"wrote {html_path} ({shown} groups)", markup=False)
-    if move_to is None:
-        return
-    moves = plan_moves(result.groups, move_to)
+            shown = write_dups_html(result, html_path)
+            err.print(f"wrote {html_path} ({shown} groups)", markup=False)
+        if move_to is not None:
+            _move(opened, result, move_to, yes, log)
+
+
+def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> None:
+    """--move-to: the dry run, or the moves with their log."""
+    from searcher.moves import default_log_path
+
+    moves = catalog.plan_moves(result.groups, move_to)
     if not yes:
         for move in moves:
             err.print(f"would move {move.source} -> {move.target}", markup=False)
-        err.print(f"dry run: {len(moves)} file(s) would be moved to {move_to.resolve()}; nothing moved (add --yes to move them)", markup=False)
+        err.print(
+            f"dry run: {len(moves)} file(s) would be moved to {move_to.resolve()}; nothing moved (add --yes to move them)",
+            markup=False,
+        )
         return
     if not moves:
-        err.print(f"nothing to move: every group's other copies are already under {move_to.resolve()}" if result.groups else "nothing to move", markup=False)
+        err.print(
+            f"nothing to move: every group's other copies are already under {move_to.resolve()}"
+            if result.groups
+            else "nothing to move",
+            markup=False,
+        )
         return
     log_path = log or default_log_path(move_to)
-    outcome = move_duplicates(result.groups, moves, log_path, location, warn=warn)
+    outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
     for move in outcome.moved:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
     err.print(
@@ -201,33 +247,40 @@ def _print_groups(result, fmt: DupsFormat) -> None:
         for g in result.groups:
             lines.append(f"{g.id}  {len(g.members)} images  keep: {g.keep_reason}")
             for m in g.members:
-                lines.append(f"  {'keep' if m is g.keep else '    '}  {m.score:.3f}  {f'{m.width}x{m.height}':>11}  {m.size:>10}  {m.path}")
+                lines.append(
+                    f"  {'keep' if m is g.keep else '    '}  {m.score:.3f}  {f'{m.width}x{m.height}':>11}  {m.size:>10}  {m.path}"
+                )
         out.print("\n".join(lines), markup=False)
 
 
 def undo(
     log: Path = typer.Argument(..., help="A move log written by `searcher dups --move-to DIR --yes`.", dir_okay=False),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog to re-point [default: the one the log names]", show_default=False),
+    catalog: Optional[str] = typer.Option(
+        None,
+        "--catalog",
+        envvar="SEARCHER_CATALOG",
+        help="Catalog to re-point [default: the one the log names]",
+        show_default=False,
+        metavar="<path>",
+    ),
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""
-    from searcher.catalog import locate
-    from searcher.dups import undo_moves
+    from searcher import api
 
-    outcome = undo_moves(log, locate(catalog) if catalog else None, warn=warn)
+    outcome = api.undo(log, catalog, warn=warn)
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
 
 
 def info(
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
 ) -> None:
     """Catalog path, schema version, image counts, signatures and their versions, index sizes, disk use."""
-    from searcher.catalog import locate
-    from searcher.info import catalog_info
+    from searcher import api
 
-    facts = catalog_info(locate(catalog))
+    facts = api.info(catalog)
     if fmt is CompareFormat.json:
         sys.stdout.write(json.dumps(facts.to_dict(), indent=2) + "\n")
         return
@@ -244,7 +297,9 @@ def info(
         state = "up to date" if i.up_to_date else "out of date (rebuilt on next use)"
         lines.append(f"index       {i.name}: {i.vectors} vectors, {_bytes(i.bytes)} ({state})")
     d = facts.disk
-    lines.append(f"disk        {_bytes(d['total'])} (database {_bytes(d['database'])}, indexes {_bytes(d['indexes'])}, other {_bytes(d['other'])})")
+    lines.append(
+        f"disk        {_bytes(d['total'])} (database {_bytes(d['database'])}, indexes {_bytes(d['indexes'])}, other {_bytes(d['other'])})"
+    )
     out.print("\n".join(lines), markup=False)
 
 

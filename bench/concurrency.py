@@ -84,7 +84,9 @@ def check_consistency(catalog: Path) -> list[str]:
         for name, index in opened.indexes.items():
             expected, held = ok_ids(catalog, name), set(index.ids() if hasattr(index, "ids") else index._live)
             if expected != held:
-                problems.append(f"{name} index holds {len(held)} vectors, catalog {len(expected)} ok rows ({len(expected - held)} missing)")
+                problems.append(
+                    f"{name} index holds {len(held)} vectors, catalog {len(expected)} ok rows ({len(expected - held)} missing)"
+                )
     return problems
 
 
@@ -117,7 +119,7 @@ def run_round(workdir: Path, photos: list[Path] | None = None, per_folder: int =
     problems: list[str] = []
     common = ("--catalog", catalog, "--signatures", SIGNATURES, "--workers", "1")
     ingests = [_start("ingest", folder, *common) for folder in (top / "a", top / "b", top)]
-    probes = [p for p in (top / "a").iterdir()][:queries]
+    probes = list((top / "a").iterdir())[:queries]
     reindex = None
     for i, probe in enumerate(probes):
         _finish(_start("query", probe, "--catalog", catalog, "--top", "2"), f"query {probe.name}", problems)

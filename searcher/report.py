@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 import cv2
 
 from searcher import images
-from searcher.text import printable
 from searcher.errors import SearcherError
+from searcher.text import printable
 
 THUMB_SIDE = 220
 JPEG_QUALITY = 80

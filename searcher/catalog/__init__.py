@@ -119,8 +119,11 @@ class Catalog:
         """Record a rebuilt index as current only while no writer holds the catalog and the catalog
         is still in the state the index was built from: never a stale index saved as current."""
         from searcher.catalog import lock
+        from searcher.catalog.engine import writable
         from searcher.catalog.vectors import IndexUnusable
 
+        if self.location.is_folder and not writable(self.location):
+            return  # a read-only catalog is searched with indexes rebuilt in memory; nothing is written
         with lock.if_free(self.location.vector_dir) as free:
             if not free or self.stamp(extractor) != stamp:
                 return  # a writer is at work, or was: it saves its own, up-to-date index

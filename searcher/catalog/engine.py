@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import sqlite3
 from importlib import resources
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL
@@ -58,9 +58,9 @@ def writable(location: CatalogLocation) -> bool:
 
 def read_only_engine(location: CatalogLocation) -> Engine:
     """An engine that only reads a folder catalog nobody may write here (read-only files or folder).
-    SQLite opens it with mode=ro; when not even the folder is writable, SQLite could not create its
-    shared-memory file, and the database is opened as immutable (no process can be changing it)."""
-    immutable = not os.access(location.directory, os.W_OK | os.X_OK)
+    SQLite opens it with mode=ro; when the database file or its folder is read-only, no process
+    can be changing it, and it is opened as immutable: SQLite then creates no -shm/-wal file."""
+    immutable = not os.access(location.directory, os.W_OK | os.X_OK) or not os.access(location.db_path, os.W_OK)
     uri = "file:" + quote(str(location.db_path)) + "?mode=ro" + ("&immutable=1" if immutable else "")
     engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
     event.listen(engine, "connect", _read_only_pragmas)

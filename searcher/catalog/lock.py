@@ -72,7 +72,9 @@ def exclusive(directory: Path, what: str, wait: bool = True, on_wait: Callable[[
         if not _try(fd):
             who = holder(directory) or "another process"
             if not wait:
-                raise CatalogBusy(f"another {_activity(who)} is running on this catalog ({_pid(who)}); wait for it to finish, or stop it")
+                raise CatalogBusy(
+                    f"another {_activity(who)} is running on this catalog ({_pid(who)}); wait for it to finish, or stop it"
+                )
             if on_wait:
                 on_wait(f"waiting for the {_activity(who)} running on this catalog ({_pid(who)}) to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -36,8 +36,6 @@ _HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
 _LINK_SIZE = struct.Struct("<I")
 
 
-
-
 class VectorIndex(Protocol):
     """The seam for vector stores (hnswlib here; e.g. Milvus next): what ingest, query and dups need."""
 
@@ -242,7 +240,9 @@ class HnswIndex:
         hold `stamp`'s vectors is refused (IndexUnusable); a failed write raises OSError and leaves
         the previous files as they were."""
         if len(self._live) != stamp.count or max(self._live, default=0) != stamp.max_id:
-            raise IndexUnusable(f"holds {len(self._live)} vectors up to id {max(self._live, default=0)}, the catalog {stamp.count} up to {stamp.max_id}")
+            raise IndexUnusable(
+                f"holds {len(self._live)} vectors up to id {max(self._live, default=0)}, the catalog {stamp.count} up to {stamp.max_id}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp_meta = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")

@@ -39,9 +39,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
-    ),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
     debug: bool = typer.Option(False, "--debug", help="On an unexpected error, show the Python traceback."),
 ) -> None:
     """Near-duplicate image search with a persistent index."""

@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from searcher.text import printable
 
 
-
 class _Console(Console):
     """A rich Console for text that holds file names: no markup is interpreted (`[red]x.jpg` is a
     name), and control characters and undecodable bytes are shown escaped (searcher.text)."""
@@ -31,6 +30,7 @@ class Interrupted(Exception):
     def __init__(self, note: str = ""):
         super().__init__(note)
         self.note = note
+
 
 CatalogOption = typer.Option(
     None,

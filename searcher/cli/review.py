@@ -15,8 +15,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from searcher.cli.common import CatalogOption, Interrupted, err, out, progress_bar, warn
 from searcher.text import json_safe, printable_name
-from searcher.cli.common import Interrupted, CatalogOption, err, out, progress_bar, warn
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS

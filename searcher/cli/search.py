@@ -13,9 +13,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from searcher.text import json_safe, printable_name
 from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
 from searcher.errors import UsageError
+from searcher.text import json_safe, printable_name
 
 
 class Format(str, Enum):

@@ -85,9 +85,14 @@ def assert_no_traceback(result) -> None:
 
 
 def assert_one_line_error(result, *fragments: str, code: int = 1) -> str:
-    """The run failed with exit `code` and exactly one `error:` line holding every fragment."""
+    """The run failed with exit `code` and exactly one `error:` line holding every fragment
+    (for code 2, a usage error shown by typer: its panel names the problem)."""
     assert_no_traceback(result)
     assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    if code == 2 and "Usage:" in result.stderr:
+        flat = " ".join(result.stderr.replace("│", " ").split())
+        assert all(" ".join(f.split()) in flat for f in fragments), (fragments, flat)
+        return flat
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-2000:]
     for fragment in fragments:

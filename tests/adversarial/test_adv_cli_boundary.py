@@ -21,12 +21,13 @@ def _run_main(monkeypatch, capsys, *argv):
 
 @pytest.fixture
 def broken_info(monkeypatch):
-    import searcher.info
+    """Opening any catalog raises an exception no code expects."""
+    import searcher.catalog
 
     def boom(*args, **kwargs):
         raise RuntimeError("the unexpected\nhappened")
 
-    monkeypatch.setattr(searcher.info, "catalog_info", boom)
+    monkeypatch.setattr(searcher.catalog.Catalog, "open", boom)
 
 
 def test_an_unexpected_exception_is_one_line(broken_info, monkeypatch, capsys, tmp_path):

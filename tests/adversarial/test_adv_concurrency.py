@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PHOTOS, assert_no_traceback, cli
+from helpers import PHOTOS
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,81 @@ def test_two_ingests_of_the_same_folder(tmp_path):
     for photo in PHOTOS[:12]:
         shutil.copy(photo, folder / photo.name)
     catalog = tmp_path / "catalog"
-    command = [sys.executable, "-m", "searcher", "ingest", str(folder), "--catalog", str(catalog), "--signatures", "hist,mse", "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "searcher",
+        "ingest",
+        str(folder),
+        "--catalog",
+        str(catalog),
+        "--signatures",
+        "hist,mse",
+        "--workers",
+        "1",
+    ]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [r.communicate(timeout=300) + (r.returncode,) for r in runs]
-    for stdout, stderr, code in results:
+    for _stdout, stderr, code in results:
         assert "Traceback" not in stderr and "IntegrityError" not in stderr, stderr
         assert code == 0 or "another ingest is running on this catalog" in stderr, stderr
     assert any(code == 0 for *_, code in results)
+    assert check_consistency(catalog) == []
+
+
+class _SecondIngestInTheMiddle:
+    """An ingest reporter that, once the first ingest has planned its work (start), runs a second
+    ingest of the same folder and lets the first go on only when that one finished or is waiting."""
+
+    def __init__(self, folder, catalog, log):
+        self.command = [
+            sys.executable,
+            "-m",
+            "searcher",
+            "ingest",
+            str(folder),
+            "--catalog",
+            str(catalog),
+            "--signatures",
+            "hist,mse,orb",
+            "--workers",
+            "1",
+        ]
+        self.log = log
+        self.other = None
+
+    def start(self, total):
+        import subprocess
+        import time
+
+        self.other = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=open(self.log, "w"), text=True)
+        deadline = time.monotonic() + 120
+        while self.other.poll() is None and time.monotonic() < deadline:
+            if "waiting for" in Path(self.log).read_text():
+                return
+            time.sleep(0.2)
+
+    def advance(self, n=1): ...
+    def warn(self, message): ...
+    def failed(self, path, reason): ...
+
+
+def test_a_second_ingest_between_the_first_ones_plan_and_apply(tmp_path):
+    """D18, the race made certain: the second ingest of one folder runs while the first has planned
+    (the paths are new) but not yet written: the first then hit IntegrityError on images.path."""
+    from searcher.catalog import CatalogLocation
+
+    from helpers import copy_photos, run_ingest
+
+    folder = tmp_path / "ph"
+    copy_photos(folder, 10)
+    catalog = tmp_path / "catalog"
+    reporter = _SecondIngestInTheMiddle(folder, catalog, tmp_path / "second.log")
+    summary = run_ingest([folder], CatalogLocation(catalog), reporter)
+    stdout, _ = reporter.other.communicate(timeout=300)
+    log = (tmp_path / "second.log").read_text()
+    assert reporter.other.returncode == 0 and "Traceback" not in log, log
+    assert summary.added + int(stdout.split()[0]) == 10
     assert check_consistency(catalog) == []
 
 

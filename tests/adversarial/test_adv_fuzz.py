@@ -83,7 +83,10 @@ def _read_log(path):
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["op", "from", "to", "size", "sha256", "format", "x"]), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["op", "from", "to", "size", "sha256", "format", "x"]), inner, max_size=6)
+    ),
     max_leaves=12,
 )
 

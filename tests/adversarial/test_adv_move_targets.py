@@ -68,7 +68,7 @@ def test_two_movers_at_once_leave_no_extra_copies(dup_catalog, tmp_path):
         for _, stderr in outputs:
             assert b"Traceback" not in stderr, stderr.decode(errors="replace")
         kept = list(folder.iterdir())
-        moved = [p for p in dest.rglob("*.jpg")]
+        moved = list(dest.rglob("*.jpg"))
         assert len(kept) + len(moved) == 6, (sorted(map(str, kept)), sorted(map(str, moved)))
         assert all(os.stat(p).st_nlink == 1 for p in kept + moved)
         log = [p for p in dest.iterdir() if p.suffix == ".jsonl"]
@@ -79,3 +79,31 @@ def test_two_movers_at_once_leave_no_extra_copies(dup_catalog, tmp_path):
 
 def assert_no_extra(result):
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_moved_by_another_mover_between_our_link_and_unlink(tmp_path, monkeypatch):
+    """D28, the race itself made certain: the other mover moves the file after our link and before
+    our unlink. Exactly one name of the file must remain, with no extra hard link."""
+    try:
+        from searcher.moves import _move_file
+    except ImportError:  # before the storage seam split dups.py
+        from searcher.dups import _move_file
+    source, ours, theirs = tmp_path / "a.jpg", tmp_path / "g1" / "a.jpg", tmp_path / "g1" / "a~2.jpg"
+    shutil.copy(PHOTOS[0], source)
+    real_link = os.link
+
+    def link_then_the_other_mover_runs(src, dst, *args, **kwargs):
+        real_link(src, dst, *args, **kwargs)
+        if os.fspath(dst) == str(ours):
+            monkeypatch.setattr(os, "link", real_link)
+            _move_file(str(source), str(theirs))
+
+    monkeypatch.setattr(os, "link", link_then_the_other_mover_runs)
+    try:
+        _move_file(str(source), str(ours))
+    except OSError:
+        pass  # reported as not moved by the caller
+    names = [p for p in (source, ours, theirs) if p.exists()]
+    assert len(names) == 1, names
+    assert os.stat(names[0]).st_nlink == 1
+    assert names[0].read_bytes() == PHOTOS[0].read_bytes()

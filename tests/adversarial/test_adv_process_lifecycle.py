@@ -59,7 +59,19 @@ def many_photos(tmp_path):
 
 
 def _start_ingest(folder, catalog, workers=2):
-    command = [sys.executable, "-m", "searcher", "ingest", str(folder), "--catalog", str(catalog), "--workers", str(workers), "--signatures", ",".join(SIGNATURES)]
+    command = [
+        sys.executable,
+        "-m",
+        "searcher",
+        "ingest",
+        str(folder),
+        "--catalog",
+        str(catalog),
+        "--workers",
+        str(workers),
+        "--signatures",
+        ",".join(SIGNATURES),
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -103,10 +115,10 @@ def test_ctrl_c_during_ingest_says_what_is_kept(many_photos, tmp_path):
 
 def test_ctrl_c_during_moves_names_the_log(tmp_path, monkeypatch, capsys):
     """D25: an interrupted `dups --move-to --yes` did not say where its log was."""
-    from helpers import copy_photos, run_ingest
-
     from searcher.catalog import locate
     from searcher.cli import main
+
+    from helpers import copy_photos, run_ingest
 
     folder = tmp_path / "ph"
     copy_photos(folder, 1)
@@ -123,7 +135,17 @@ def test_ctrl_c_during_moves_names_the_log(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(os, "link", link_then_interrupt)
     log = tmp_path / "moves.jsonl"
-    argv = ["searcher", "dups", "--catalog", str(tmp_path / "catalog"), "--move-to", str(tmp_path / "dest"), "--yes", "--log", str(log)]
+    argv = [
+        "searcher",
+        "dups",
+        "--catalog",
+        str(tmp_path / "catalog"),
+        "--move-to",
+        str(tmp_path / "dest"),
+        "--yes",
+        "--log",
+        str(log),
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         main()

@@ -16,7 +16,16 @@ pytestmark = pytest.mark.slow
 
 
 def _entry(source, target, size, **extra):
-    return {"format": 1, "op": "move", "group": "g1", "from": str(source), "to": str(target), "size": size, "catalog": None, **extra}
+    return {
+        "format": 1,
+        "op": "move",
+        "group": "g1",
+        "from": str(source),
+        "to": str(target),
+        "size": size,
+        "catalog": None,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -39,7 +48,7 @@ def _write(path, lines):
 
 @pytest.mark.parametrize(
     "content",
-    [PHOTOS[0].read_bytes()[:4000], b"[1,2]\n", b'"just a string"\n', b"\x00\x01\x02\n", b"{\"op\": \"move\"}\n"],
+    [PHOTOS[0].read_bytes()[:4000], b"[1,2]\n", b'"just a string"\n', b"\x00\x01\x02\n", b'{"op": "move"}\n'],
     ids=["jpeg", "list", "string", "binary", "no-fields"],
 )
 def test_a_log_that_is_not_a_move_log_is_one_line(tmp_path, content):

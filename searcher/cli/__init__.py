@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import typer
 
@@ -74,5 +75,6 @@ def main() -> None:
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 (the boundary: anything left becomes one line)
         if debug:
-            raise
+            traceback.print_exc()
+            sys.exit(1)
         _fail(f"error: {type(e).__name__}: {one_line(str(e))} (run with --debug for the traceback)", 1)

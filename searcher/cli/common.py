@@ -49,9 +49,10 @@ def warn(message: str) -> None:
 
 @contextmanager
 def progress_bar():
-    """A transient rich progress display on stderr."""
+    """A transient rich progress display on stderr, drawn only on a terminal (in a log or a pipe it
+    would leave a blank line behind, the only trace of a bar nobody saw)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         yield progress
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from searcher.catalog.vectors import CatalogStamp, HnswIndex, IndexUnusable, check_hnsw_file
+from searcher.catalog.vectors import CatalogStamp, HnswIndex, IndexUnusable, build, check_hnsw_file
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -115,3 +115,16 @@ def test_a_short_index_file_is_caught_before_it_is_recorded(tmp_path):
         short.write_bytes(path.read_bytes()[:cut])
         with pytest.raises(IndexUnusable):
             check_hnsw_file(short)
+
+
+def test_batched_search_agrees_with_one_query_at_a_time(tmp_path):
+    data = clustered_vectors(2000, 32)
+    index = build(tmp_path / "i.bin", 32, "l2", "1", [(np.arange(0, 1000), data[:1000]), (np.arange(1000, 2000), data[1000:])])
+    assert len(index) == 2000 and index.ids() == list(range(2000))
+    index.remove(range(0, 2000, 2))
+    queries = clustered_vectors(50, 32, seed=3)
+    labels, distances = index.search_many(queries, 10)
+    for query, row, row_distances in zip(queries, labels, distances):
+        one, one_distances = index.search(query, 10)
+        assert list(row) == list(one) and np.allclose(row_distances, one_distances)
+        assert all(label % 2 == 1 for label in row)  # removed vectors are never found

@@ -70,19 +70,12 @@ def ok_ids(catalog: Path, signature: str) -> set[int]:
 
 def check_consistency(catalog: Path) -> list[str]:
     """Problems found comparing the indexes the library loads with the catalog's ok rows ([] = none)."""
-    try:
-        from searcher import Catalog
+    from searcher import Catalog
 
-        opened = Catalog.open(catalog, create=False)
-    except ImportError:  # before the storage seam (kept to show the check failing on the old code)
-        from searcher.catalog import locate
-        from searcher.query import Searcher
-
-        opened = Searcher(locate(catalog))
     problems = []
-    with opened:
+    with Catalog.open(catalog, create=False) as opened:
         for name, index in opened.indexes.items():
-            expected, held = ok_ids(catalog, name), set(index.ids() if hasattr(index, "ids") else index._live)
+            expected, held = ok_ids(catalog, name), set(index.ids())
             if expected != held:
                 problems.append(
                     f"{name} index holds {len(held)} vectors, catalog {len(expected)} ok rows ({len(expected - held)} missing)"

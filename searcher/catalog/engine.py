@@ -159,6 +159,15 @@ def _prepare_folder(location: CatalogLocation, create: bool) -> None:
         raise CatalogError(f"cannot create catalog folder {location.directory}: {e.strerror}") from None
 
 
+def _upgrade_alone(engine: Engine, location: CatalogLocation) -> None:
+    """Create or migrate the schema under the catalog's writer lock: two processes making one new
+    catalog at once would both create its tables (the second fails). upgrade() looks again inside."""
+    from searcher.catalog import lock
+
+    with lock.exclusive(location.vector_dir, "schema upgrade"):
+        upgrade(engine)
+
+
 def open_engine(location: CatalogLocation, create: bool = True) -> Engine:
     """Engine on the catalog database, migrated to the current schema.
 
@@ -176,7 +185,8 @@ def open_engine(location: CatalogLocation, create: bool = True) -> Engine:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        upgrade(engine)
+        if current_revision(engine) != head_revision():
+            _upgrade_alone(engine, location)
     except CatalogError:
         engine.dispose()
         raise

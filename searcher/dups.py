@@ -14,7 +14,9 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
-   A member's score is the best score of its linked pairs.
+   A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
+   "not duplicates" (the catalog's ignored_pairs and ignored_groups) are left out: such pairs are
+   not linked, such groups not returned.
 5. One file, one member: paths that name the same file (a symlink and its target, hard links of
    one inode: images.path_identity) are collapsed into one member, the path that is not a symlink
    first. Moving one of them would free nothing (or leave a link dangling); a group left with one
@@ -58,6 +60,7 @@ class DupsResult:
     candidate_pairs: int = 0
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
+    ignored_groups: int = 0  # groups found but marked "not duplicates" by a reviewer, left out
     threshold: float = DEFAULT_THRESHOLD
     neighbours: int = DEFAULT_NEIGHBOURS
     timings: dict[str, float] = field(default_factory=dict)
@@ -319,10 +322,20 @@ def find_duplicates(
     result.timings["verify"] = time.perf_counter() - clock
 
     linked = np.flatnonzero(scores >= threshold)
+    ignored = catalog.store.ignored_pairs()
+    if ignored:  # pairs a reviewer marked "not duplicates" are not linked
+        linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]]
     result.candidate_pairs = len(pairs)
     result.linked_pairs = len(linked)
-    result.groups = _groups(members, pairs[linked], scores[linked])
+    groups = _groups(members, pairs[linked], scores[linked])
+    ignored_groups = catalog.store.ignored_group_ids()
+    result.groups = [g for g in groups if g.id not in ignored_groups]
+    result.ignored_groups = len(groups) - len(result.groups)
     return result
+
+
+def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:
+    return tuple(sorted((members[a].sha256, members[b].sha256)))
 
 
 def _verified_scores(

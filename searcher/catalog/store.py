@@ -20,6 +20,8 @@ from searcher.catalog.schema import (
     KIND_IMAGE,
     KIND_VIDEO,
     STATUS_OK,
+    IgnoredGroupRow,
+    IgnoredPairRow,
     ImageRow,
     SignatureRow,
     StateRow,
@@ -158,6 +160,61 @@ class Store:
         with self.session() as session:
             return dict(session.execute(select(ImageRow.kind, func.count()).group_by(ImageRow.kind)).all())
 
+    def entry(self, image_id: int) -> dict | None:
+        """One row as a reviewer sees it: id, path (for a frame or crop: its video's), kind, status, sha256,
+        width, height, size, and for a frame or crop frame, time and box ("x,y,w,h"); None when absent."""
+        parent = aliased(ImageRow)
+        query = select(ImageRow, parent.path).outerjoin(parent, ImageRow.parent_id == parent.id).where(ImageRow.id == image_id)
+        with self.session() as session:
+            found = session.execute(query).first()
+        if found is None:
+            return None
+        row, video_path = found
+        entry = {k: getattr(row, k) for k in ("id", "kind", "status", "sha256", "width", "height", "size")}
+        entry["path"] = video_path or row.path
+        entry["frame"], entry["time"], entry["box"] = (row.frame_index, row.time_s, row.box) if video_path else (None, None, None)
+        return entry
+
+    # ---- review decisions: "not duplicates" ----
+
+    def add_ignored_group(self, group_id: str) -> None:
+        """Record a group id as "not duplicates" (idempotent)."""
+        with self.session() as session:
+            if session.get(IgnoredGroupRow, group_id) is None:
+                session.add(IgnoredGroupRow(group_id=group_id, created=_now()))
+                session.commit()
+
+    def remove_ignored_group(self, group_id: str) -> bool:
+        """Forget that decision; False when there was none."""
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredGroupRow).where(IgnoredGroupRow.group_id == group_id)).rowcount
+            session.commit()
+        return bool(removed)
+
+    def add_ignored_pair(self, sha_a: str, sha_b: str) -> None:
+        """Record two contents as "not duplicates of each other" (idempotent, either order)."""
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            if session.get(IgnoredPairRow, (a, b)) is None:
+                session.add(IgnoredPairRow(sha_a=a, sha_b=b, created=_now()))
+                session.commit()
+
+    def remove_ignored_pair(self, sha_a: str, sha_b: str) -> bool:
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredPairRow).where(IgnoredPairRow.sha_a == a, IgnoredPairRow.sha_b == b)).rowcount
+            session.commit()
+        return bool(removed)
+
+    def ignored_group_ids(self) -> set[str]:
+        with self.session() as session:
+            return set(session.scalars(select(IgnoredGroupRow.group_id)))
+
+    def ignored_pairs(self) -> set[tuple[str, str]]:
+        """(sha_a, sha_b) with sha_a < sha_b."""
+        with self.session() as session:
+            return {(row.sha_a, row.sha_b) for row in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
+
     # ---- what an ingest plans with ----
 
     def file_rows(self) -> list:
@@ -242,6 +299,12 @@ class Batch:
         children = list(self.session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)))
         self.delete_images(children)
         return children
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _generation(session: Session) -> int:

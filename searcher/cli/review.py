@@ -184,7 +184,8 @@ def dups(
         seconds = sum(result.timings.values())
         err.print(
             f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
+            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)"
+            + (f"; {result.ignored_groups} group(s) marked not duplicates left out" if result.ignored_groups else ""),
             markup=False,
         )
         _print_groups(result, fmt)

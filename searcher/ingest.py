@@ -101,6 +101,7 @@ def _run(catalog: Catalog, roots: list[str], options: IngestOptions, reporter: R
                 writer.add(results)
             writer.flush()
         writer.remove_missing()
+        catalog.store.remember_signature_counts()
     finally:
         try:
             writer.flush()

@@ -52,7 +52,7 @@ def _alive(pids) -> set[int]:
 def many_photos(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(6):
+    for i in range(20):  # enough work that the ingest is still running when it is interrupted
         for photo in PHOTOS:
             shutil.copy(photo, folder / f"{i}-{photo.name}")
     return folder
@@ -101,8 +101,9 @@ def test_ctrl_c_during_ingest_says_what_is_kept(many_photos, tmp_path):
     process = _start_ingest(many_photos, tmp_path / "catalog")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_descendants(process.pid)) < 3:
-        time.sleep(0.2)
-    time.sleep(2)
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert process.poll() is None, "the ingest ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
     stdout, stderr = process.communicate(timeout=60)
     stderr = stderr.decode(errors="replace")

@@ -88,8 +88,9 @@ class _SecondIngestInTheMiddle:
 
 
 def test_a_second_ingest_between_the_first_ones_plan_and_apply(tmp_path):
-    """D18, the race made certain: the second ingest of one folder runs while the first has planned
-    (the paths are new) but not yet written: the first then hit IntegrityError on images.path."""
+    """D18: a second ingest of one folder started while the first has planned its work (its paths
+    new) but written nothing waits for the first; both end without error and the catalog is
+    consistent. (A guard: this ordering did not fail before the lock; the three-at-once test did.)"""
     from searcher.catalog import CatalogLocation
 
     from helpers import copy_photos, run_ingest

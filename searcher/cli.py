@@ -88,9 +88,13 @@ def ingest(
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
     save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder."),
+    executor: str = typer.Option(
+        "local", "--executor", envvar="SEARCHER_EXECUTOR", help="Where extraction runs: local (process pool), ray (a local Ray, or $RAY_ADDRESS) or ray://HOST:PORT."
+    ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
     from searcher.catalog import locate
+    from searcher.executors import parse_executor
     from searcher.features import parse_signature_list
     from searcher.ingest import IngestOptions
     from searcher.ingest import ingest as run_ingest
@@ -98,7 +102,11 @@ def ingest(
 
     sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
     options = IngestOptions(
-        workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures), sampling=sampling
+        workers=workers,
+        max_megapixels=max_megapixels,
+        signatures=parse_signature_list(signatures),
+        sampling=sampling,
+        executor=parse_executor(executor),
     )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True

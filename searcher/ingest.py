@@ -7,11 +7,8 @@ row's file is gone, the row is re-pointed (a move); only truly new content is de
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -35,7 +32,8 @@ from searcher.catalog import (
     new_session,
     open_catalog,
 )
-from searcher.errors import ImageError, SearcherError, UsageError
+from searcher.errors import ImageError, UsageError
+from searcher.executors import make_executor
 from searcher.features import DEFAULT_SIGNATURES, build_extractors
 from searcher.index import open_index
 from searcher.video import VIDEO_EXTENSIONS, Sampling, is_video_path, sample_video
@@ -51,6 +49,7 @@ class IngestOptions:
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
     sampling: Sampling = field(default_factory=Sampling)  # for video files
+    executor: str = "local"  # local | ray | ray://ADDRESS (searcher.executors)
 
 
 @dataclass
@@ -237,38 +236,16 @@ def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
 
 
 def _run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
-    """Results chunk by chunk, as they complete; at most a few chunks per worker in flight."""
+    """Results chunk by chunk, as they complete, from the executor named in the options."""
     workers = options.workers or os.cpu_count() or 1
-    if workers == 1 or len(tasks) <= CHUNK:
-        _init_worker(options.signatures, options.max_megapixels, known_hashes, False, options.sampling)
-        for chunk in _chunks(tasks, CHUNK):
-            yield _process_chunk(chunk)
-        return
-    initargs = (options.signatures, options.max_megapixels, known_hashes, True, options.sampling)
-    # forkserver, not fork: a child forked from a parent whose OpenCV/OpenMP thread pools have run
-    # can deadlock on their locks; the fork server never runs them.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["searcher.ingest"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-        pending = set()
-        chunks = _chunks(tasks, CHUNK)
-        try:
-            for chunk in chunks:
-                pending.add(pool.submit(_process_chunk, chunk))
-                if len(pending) >= 3 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            for future in list(pending):
-                pending.discard(future)
-                yield future.result()
-        except BrokenProcessPool:
-            raise SearcherError(
-                "an extraction worker died (out of memory?); everything committed so far is kept: rerun to resume"
-            ) from None
-        finally:
-            for future in pending:
-                future.cancel()
+    local = options.executor == "local"
+    if local and len(tasks) <= CHUNK:
+        workers = 1  # a handful of files: starting processes would cost more than it saves
+    executor = make_executor(options.executor, 1 if local and workers == 1 else options.workers)
+    # Worker processes keep to one thread each; only the in-process run may use all cores.
+    single_thread = not (local and workers == 1)
+    setup_args = (options.signatures, options.max_megapixels, known_hashes, single_thread, options.sampling)
+    yield from executor.map(_process_chunk, _chunks(tasks, CHUNK), _init_worker, setup_args)
 
 
 # ---- the catalog side ----

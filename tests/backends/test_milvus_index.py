@@ -1,0 +1,52 @@
+"""The Milvus vector index behaves as the hnswlib one: same neighbours, same distances, same cache rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from searcher.index import HnswIndex
+from searcher.vectors_milvus import MilvusIndex, MilvusUnusable, collection_name, parse_uri
+
+pytestmark = pytest.mark.backends
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_milvus_finds_the_neighbours_hnswlib_finds(milvus_uri, tmp_path, space):
+    rng = np.random.default_rng(0)
+    ids = np.arange(1, 501, dtype=np.int64) * 3  # catalog ids, not positions
+    vectors = rng.normal(size=(500, 32)).astype(np.float32)
+    hnsw = HnswIndex(tmp_path / "h.bin", 32, space, "1")
+    milvus = MilvusIndex(milvus_uri, collection_name("cat", f"t_{space}"), 32, space, "1")
+    milvus.rebuild(ids, vectors)
+    hnsw.add(ids, vectors)
+    for index in (hnsw, milvus):
+        index.remove([ids[0], ids[1]])
+    assert len(milvus) == len(hnsw) == 498 and ids[0] not in milvus and ids[2] in milvus
+    for q in rng.normal(size=(5, 32)).astype(np.float32):
+        (h_ids, h_dist), (m_ids, m_dist) = hnsw.search(q, 10), milvus.search(q, 10)
+        assert list(m_ids) == list(h_ids)
+        assert np.allclose(m_dist, h_dist, rtol=1e-4, atol=1e-4)
+    some = [int(i) for i in ids[5:9]]
+    assert np.allclose(milvus.vectors(some), hnsw.vectors(some), atol=1e-5)
+
+
+def test_a_collection_is_trusted_only_at_the_generation_it_was_saved(milvus_uri):
+    name = collection_name("cat", "hist")
+    index = MilvusIndex(milvus_uri, name, 4, "l2", "1")
+    with pytest.raises(MilvusUnusable, match="missing"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=1)
+    index.rebuild(np.array([7, 8]), np.eye(2, 4, dtype=np.float32))
+    index.save(generation=3)
+    assert len(MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=3)) == 2
+    with pytest.raises(MilvusUnusable, match="behind the catalog"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=4)
+    with pytest.raises(MilvusUnusable, match="version"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "2", generation=3)
+
+
+def test_vectors_uri_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert parse_uri("milvus:./m.db") == str(tmp_path / "m.db")
+    assert parse_uri("milvus:http://milvus:19530") == "http://milvus:19530"
+    assert collection_name("ab-12", "ae") == "searcher_ab_12_ae"

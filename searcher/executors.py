@@ -12,10 +12,9 @@ the single writer in ingest commits them, so an executor never touches the catal
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -64,11 +63,9 @@ class ProcessPoolExecutorAdapter:
         self.workers = workers
 
     def map(self, work, chunks, setup, setup_args):
-        # forkserver, not fork: a child forked from a parent whose OpenCV/OpenMP thread pools have run
-        # can deadlock on their locks; the fork server never runs them.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([work.__module__])
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=setup, initargs=setup_args) as pool:
+        from searcher.workers import process_pool  # forkserver, safe from scripts, notebooks and stdin
+
+        with process_pool(self.workers, [work.__module__], setup, setup_args) as pool:
             pending: set = set()
             try:
                 for chunk in chunks:

@@ -8,39 +8,15 @@ row's file is gone, the row is re-pointed (a move); only truly new content is de
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
-
-import numpy as np
-from sqlalchemy import delete, select
+from typing import TYPE_CHECKING
 
 from searcher import images
-from searcher.catalog import (
-    KIND_CROP,
-    KIND_FRAME,
-    KIND_IMAGE,
-    KIND_VIDEO,
-    STATUS_FAILED,
-    STATUS_OK,
-    CatalogLocation,
-    ImageRow,
-    SignatureRow,
-    bump_generation,
-    frame_key,
-    get_generation,
-    new_session,
-    open_catalog,
-)
-from searcher.errors import ImageError, UsageError
-from searcher.executors import make_executor
-from searcher.features import DEFAULT_SIGNATURES, build_extractors
-from searcher.index import open_index
-from searcher.video import VIDEO_EXTENSIONS, Sampling, is_video_path, sample_video
+from searcher.features import DEFAULT_SIGNATURES
+from searcher.video import Sampling
 
-CHUNK = 16  # files per worker task: enough for batched autoencoder inference, small for progress
-COMMIT_EVERY = 256  # results per catalog transaction
-COMMIT_SECONDS = 2.0
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
 
 
 @dataclass
@@ -77,485 +53,40 @@ class Reporter:
     def failed(self, path: str, reason: str) -> None: ...
 
 
-# ---- the work done for one file (in a worker process, or in-process with --workers 1) ----
+def run(catalog: "Catalog", paths, options: IngestOptions | None = None, reporter: Reporter | None = None) -> IngestSummary:
+    """Bring the catalog in line with the image files under `paths` (see the module docstring):
+    scan -> plan (diff) -> extract (process pool) -> apply (one writer) -> save the indexes."""
+    from searcher.features import build_extractors
+    from searcher.ingest_apply import Writer
+    from searcher.ingest_plan import check_roots, plan, scan
+    from searcher.ingest_work import run_tasks
 
-
-@dataclass(frozen=True)
-class Task:
-    path: str
-    size: int
-    mtime_ns: int
-    only: tuple[str, ...] | None = None  # recompute just these (stale) signatures
-    may_reuse: bool = True  # skip extraction when the bytes are already in the catalog
-
-    @property
-    def video(self) -> bool:
-        return is_video_path(self.path)
-
-
-@dataclass
-class FrameEntry:
-    """One sampled frame, or one person crop of it, with its signatures."""
-
-    frame_index: int
-    time_s: float
-    box: tuple[int, int, int, int] | None
-    width: int
-    height: int
-    blobs: dict[str, bytes]
-
-
-@dataclass
-class Result:
-    task: Task
-    sha256: str | None = None
-    error: str | None = None
-    reused: bool = False  # the bytes are known: nothing was extracted
-    width: int = 0
-    height: int = 0
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    frames: list[FrameEntry] | None = None  # set for a video
-
-
-_worker_state: dict = {}
-
-
-def _init_worker(
-    signatures: tuple[str, ...], max_megapixels: float, known_hashes: frozenset[str], single_thread: bool, sampling: Sampling
-) -> None:
-    if single_thread:
-        # Parallelism comes from the processes; threads inside each would only contend.
-        os.environ["OMP_NUM_THREADS"] = "1"
-        os.environ["SEARCHER_TORCH_THREADS"] = "1"
-        import cv2
-
-        cv2.setNumThreads(1)
-    _worker_state.update(
-        extractors=build_extractors(signatures),
-        max_megapixels=max_megapixels,
-        known_hashes=known_hashes,
-        sampling=sampling,
-    )
-
-
-def _extract_all(images_bgr: list[np.ndarray], only: tuple[str, ...] | None = None) -> list[dict[str, bytes] | str]:
-    """Blobs of every extractor for each image, or the error text of an image that broke one."""
-    out: list[dict[str, bytes] | str] = [{} for _ in images_bgr]
-    for extractor in _worker_state["extractors"]:
-        if only is not None and extractor.name not in only:
-            continue
-        todo = [k for k, blobs in enumerate(out) if isinstance(blobs, dict)]
-        if not todo:
-            break
-        try:
-            signatures = extractor.extract_batch([images_bgr[k] for k in todo])
-            for k, signature in zip(todo, signatures):
-                out[k][extractor.name] = extractor.to_blob(signature)
-        except Exception:
-            for k in todo:  # find the one image that breaks the batch
-                try:
-                    out[k][extractor.name] = extractor.to_blob(extractor.extract(images_bgr[k]))
-                except Exception as e:
-                    out[k] = f"{extractor.name} signature failed: {type(e).__name__}: {e}"
-    return out
-
-
-def _process_video(result: Result) -> None:
-    """Sample the video and extract every signature of each kept frame and crop."""
-    samples = list(sample_video(result.task.path, _worker_state["sampling"]))
-    result.width, result.height = next(((s.width, s.height) for s in samples if s.box is None), (0, 0))
-    result.frames = []
-    for start in range(0, len(samples), CHUNK):
-        batch = samples[start : start + CHUNK]
-        for sample, blobs in zip(batch, _extract_all([s.bgr for s in batch])):
-            if isinstance(blobs, str):
-                raise ImageError(f"frame {sample.frame_index}: {blobs}")
-            result.frames.append(FrameEntry(sample.frame_index, sample.time_s, sample.box, sample.width, sample.height, blobs))
-
-
-def _hash_file(path: str) -> str:
-    """sha256 of a file read in pieces (videos can be far larger than memory allows)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as e:
-        raise ImageError(f"cannot read file: {e.strerror or e}") from None
-    return digest.hexdigest()
-
-
-def _process_chunk(tasks: list[Task]) -> list[Result]:
-    """Read, hash, decode and extract a few files; batched extractors see the chunk at once."""
-    results: list[Result] = []
-    decoded: list[tuple[Result, np.ndarray]] = []
-    for task in tasks:
-        result = Result(task)
-        results.append(result)
-        try:
-            if task.video:
-                result.sha256 = _hash_file(task.path)
-                if task.may_reuse and result.sha256 in _worker_state["known_hashes"]:
-                    result.reused = True
-                else:
-                    _process_video(result)
-                continue
-            data = images.read_bytes(task.path)
-            result.sha256 = images.sha256_hex(data)
-            if task.may_reuse and result.sha256 in _worker_state["known_hashes"]:
-                result.reused = True
-                continue
-            image = images.decode(data, _worker_state["max_megapixels"])
-            result.width, result.height = image.width, image.height
-            decoded.append((result, image.bgr))
-        except ImageError as e:
-            result.error = str(e)
-        except Exception as e:  # one bad file must never stop an ingest
-            result.error = f"unexpected {type(e).__name__}: {e}"
-    # Stale-signature tasks carry `only`; a chunk mixes them rarely, so group by it.
-    for only in dict.fromkeys(r.task.only for r, _ in decoded):
-        group = [(r, img) for r, img in decoded if r.task.only == only]
-        for (result, _), blobs in zip(group, _extract_all([img for _, img in group], only)):
-            if isinstance(blobs, str):
-                result.error = blobs
-            else:
-                result.blobs = blobs
-    return results
-
-
-def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
-    """Images in chunks of `size`; each video alone (it is many images already)."""
-    for task in tasks:
-        if task.video:
-            yield [task]
-    still = [t for t in tasks if not t.video]
-    for start in range(0, len(still), size):
-        yield still[start : start + size]
-
-
-def _run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
-    """Results chunk by chunk, as they complete, from the executor named in the options."""
-    workers = options.workers or os.cpu_count() or 1
-    local = options.executor == "local"
-    if local and len(tasks) <= CHUNK:
-        workers = 1  # a handful of files: starting processes would cost more than it saves
-    executor = make_executor(options.executor, 1 if local and workers == 1 else options.workers)
-    # Worker processes keep to one thread each; only the in-process run may use all cores.
-    single_thread = not (local and workers == 1)
-    setup_args = (options.signatures, options.max_megapixels, known_hashes, single_thread, options.sampling)
-    yield from executor.map(_process_chunk, _chunks(tasks, CHUNK), _init_worker, setup_args)
-
-
-# ---- the catalog side ----
-
-
-def _under(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
-
-
-class _Writer:
-    """Applies results to the catalog in batched transactions, then to the indexes."""
-
-    def __init__(self, engine, location, extractors, summary: IngestSummary, reporter: Reporter, missing: dict):
-        self.engine = engine
-        self.location = location
-        self.extractors = {e.name: e for e in extractors}
-        self.summary = summary
-        self.reporter = reporter
-        self.missing = missing  # catalog rows whose file is gone: candidates for moves, else removed
-        self.pending: list[Result] = []
-        self.retry: list[Task] = []
-        self.last_flush = time.monotonic()
-        self.generation: int | None = None
-        self.indexes: dict = {}
-        self.sampling_key = ""
-
-    def begin(self) -> None:
-        """Declare that the catalog is about to change, and load the indexes that will follow it."""
-        with new_session(self.engine) as session:
-            previous = get_generation(session)
-            self.generation = bump_generation(session)
-            session.commit()
-        for extractor in self.extractors.values():
-            if extractor.indexed:
-                self.indexes[extractor.name] = open_index(self.engine, self.location, extractor, previous, self.reporter.warn)
-
-    def add(self, results: Iterable[Result]) -> None:
-        self.pending.extend(results)
-        if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last_flush > COMMIT_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        index_adds: dict[str, list[tuple[int, bytes]]] = {}
-        index_removes: list[int] = []
-        with new_session(self.engine) as session:
-            for result in self.pending:
-                self._apply(session, result, index_adds, index_removes)
-            session.commit()
-        for name, index in self.indexes.items():
-            index.remove(index_removes)
-            adds = index_adds.get(name)
-            if adds:
-                extractor = self.extractors[name]
-                ids = np.array([i for i, _ in adds], dtype=np.int64)
-                index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
-        self.reporter.advance(len(self.pending))
-        self.pending.clear()
-        self.last_flush = time.monotonic()
-
-    def _apply(self, session, result: Result, index_adds, index_removes) -> None:
-        task = result.task
-        row = session.scalar(select(ImageRow).where(ImageRow.path == task.path))
-        if result.error:
-            self._record_failure(session, row, task, result, index_removes)
-            return
-        if result.reused:
-            self._apply_known_bytes(session, row, task, result, index_adds)
-            return
-        if result.frames is not None:
-            self._apply_video(session, row, task, result, index_adds, index_removes)
-            return
-        if row is None:
-            row = ImageRow(path=task.path)
-            session.add(row)
-            self.summary.added += 1
-        else:
-            self.summary.updated += 1
-        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
-        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
-        session.flush()
-        if task.only is None:
-            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
-            index_removes.append(row.id)  # signatures this run does not compute must not linger
-        self._store_blobs(session, row.id, result.blobs, index_adds)
-
-    def _apply_video(self, session, row, task: Task, result: Result, index_adds, index_removes) -> None:
-        """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
-        if row is None:
-            row = ImageRow(path=task.path, kind=KIND_VIDEO)
-            session.add(row)
-            self.summary.added += 1
-        else:
-            self.summary.updated += 1
-            self._drop_children(session, row.id, index_removes)
-        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
-        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
-        row.kind, row.sampling = KIND_VIDEO, self.sampling_key
-        session.flush()
-        for entry in result.frames:
-            child = ImageRow(
-                path=frame_key(row.id, entry.frame_index, entry.box),
-                size=0,
-                mtime_ns=0,
-                width=entry.width,
-                height=entry.height,
-                status=STATUS_OK,
-                kind=KIND_CROP if entry.box else KIND_FRAME,
-                parent_id=row.id,
-                frame_index=entry.frame_index,
-                time_s=entry.time_s,
-                box=",".join(map(str, entry.box)) if entry.box else None,
-            )
-            session.add(child)
-            session.flush()
-            self._store_blobs(session, child.id, entry.blobs, index_adds)
-            if entry.box:
-                self.summary.crops += 1
-            else:
-                self.summary.frames += 1
-
-    def _drop_children(self, session, video_id: int, index_removes) -> None:
-        children = session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)).all()
-        for start in range(0, len(children), 500):
-            batch = children[start : start + 500]
-            session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
-            session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
-        index_removes.extend(children)
-
-    def _store_blobs(self, session, image_id: int, blobs: dict[str, bytes], index_adds) -> None:
-        for name, blob in blobs.items():
-            version = self.extractors[name].version
-            session.merge(SignatureRow(image_id=image_id, extractor=name, version=version, data=blob))
-            index_adds.setdefault(name, []).append((image_id, blob))
-
-    def _record_failure(self, session, row, task: Task, result: Result, index_removes) -> None:
-        if row is None:
-            row = ImageRow(path=task.path, kind=KIND_VIDEO if task.video else KIND_IMAGE)
-            session.add(row)
-        elif row.status == STATUS_OK:
-            index_removes.append(row.id)
-            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
-            self._drop_children(session, row.id, index_removes)
-        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
-        row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
-        self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
-
-    def _apply_known_bytes(self, session, row, task: Task, result: Result, index_adds) -> None:
-        """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
-        if row is not None and row.sha256 == result.sha256 and row.status == STATUS_OK:
-            row.size, row.mtime_ns = task.size, task.mtime_ns  # touched, content unchanged
-            self.summary.unchanged += 1
-            return
-        sources = session.scalars(
-            select(ImageRow).where(ImageRow.sha256 == result.sha256, ImageRow.status == STATUS_OK)
-        ).all()
-        if row is None:
-            moved_from = next((s for s in sources if self._is_gone(s.path)), None)
-            if moved_from is not None:
-                self.missing.pop(moved_from.path, None)
-                moved_from.path, moved_from.size, moved_from.mtime_ns = task.path, task.size, task.mtime_ns
-                self.summary.moved += 1
-                return
-        source = next((s for s in sources if s.id != (row.id if row else None)), None)
-        # A copy of a video is sampled afresh rather than copied frame by frame; and when the
-        # known copy changed earlier in this run, the file is extracted after all.
-        if source is None or task.video:
-            self.retry.append(Task(task.path, task.size, task.mtime_ns, may_reuse=False))
-            return
-        if row is None:
-            row = ImageRow(path=task.path)
-            session.add(row)
-            self.summary.added += 1
-        else:
-            self.summary.updated += 1
-            session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
-        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
-        row.width, row.height, row.status, row.error = source.width, source.height, STATUS_OK, None
-        session.flush()
-        blobs = {
-            sig.extractor: sig.data
-            for sig in session.scalars(select(SignatureRow).where(SignatureRow.image_id == source.id))
-            if sig.extractor in self.extractors and sig.version == self.extractors[sig.extractor].version
-        }
-        self._store_blobs(session, row.id, blobs, index_adds)
-
-    def _is_gone(self, path: str) -> bool:
-        return path in self.missing or not os.path.exists(path)
-
-    def remove_missing(self) -> None:
-        ids = [row.id for row in self.missing.values()]
-        if not ids:
-            return
-        index_removes = list(ids)
-        with new_session(self.engine) as session:
-            for row in self.missing.values():
-                if row.kind == KIND_VIDEO:
-                    self._drop_children(session, row.id, index_removes)
-            for start in range(0, len(ids), 500):
-                batch = ids[start : start + 500]
-                session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
-                session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
-            session.commit()
-        for index in self.indexes.values():
-            index.remove(index_removes)
-        self.summary.removed += len(ids)
-        self.missing.clear()
-
-    def save_indexes(self) -> None:
-        for index in self.indexes.values():
-            index.save(self.generation)
-
-
-def _check_roots(paths: list[str]) -> list[str]:
-    roots = []
-    for p in paths:
-        absolute = os.path.abspath(os.fspath(p))
-        if not os.path.exists(absolute):
-            raise UsageError(f"no such file or folder: {p}")
-        roots.append(absolute)
-    return roots
-
-
-def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary):
-    """Split the scan into tasks and rows that went missing, without reading any file."""
-    with new_session(engine) as session:
-        # Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most.
-        files = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
-        ).where(ImageRow.parent_id.is_(None))
-        rows = {r.path: r for r in session.execute(files) if _under(r.path, roots)}
-        stale: dict[int, list[str]] = {}
-        for extractor in extractors:
-            current = select(SignatureRow.image_id).where(
-                SignatureRow.extractor == extractor.name, SignatureRow.version == extractor.version
-            )
-            lacking = select(ImageRow.id, ImageRow.parent_id).where(
-                ImageRow.status == STATUS_OK, ImageRow.kind != KIND_VIDEO, ImageRow.id.not_in(current)
-            )
-            for image_id, parent_id in session.execute(lacking):
-                # a stale frame or crop makes its whole video stale: it is sampled again
-                stale.setdefault(parent_id or image_id, []).append(extractor.name)
-        known_hashes = frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
-    tasks: list[Task] = []
-    still_failed = 0
-    for path, stat in scanned.items():
-        row = rows.pop(path, None)
-        if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
-            tasks.append(Task(path, stat.size, stat.mtime_ns))
-        elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
-            tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
-        elif row.id in stale:
-            tasks.append(Task(path, stat.size, stat.mtime_ns, only=tuple(stale[row.id]), may_reuse=False))
-        else:
-            summary.unchanged += 1
-            still_failed += row.status == STATUS_FAILED
-    if still_failed:
-        reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
-    return tasks, rows, known_hashes
-
-
-def ingest(
-    paths: list[str | os.PathLike],
-    location: CatalogLocation,
-    options: IngestOptions | None = None,
-    reporter: Reporter | None = None,
-) -> IngestSummary:
-    """Bring the catalog in line with the image files under `paths` (see the module docstring)."""
     options = options or IngestOptions()
     reporter = reporter or Reporter()
-    roots = _check_roots([os.fspath(p) for p in paths])
-    engine = open_catalog(location, create=True)
+    roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)])
     summary = IngestSummary()
+    extractors = build_extractors(options.signatures)
+    skip = [str(catalog.location.vector_dir)]
+    scanned = scan(roots, skip, summary, reporter)
+    tasks, missing, known_hashes = plan(catalog, roots, scanned, extractors, options.sampling, reporter, summary)
+    if not tasks and not missing:
+        return summary  # nothing changed: not even the indexes are opened
+    writer = Writer(catalog, extractors, summary, reporter, missing, options.sampling.key())
+    catalog.changed()
+    writer.begin()
+    reporter.start(len(tasks))
     try:
-        extractors = build_extractors(options.signatures)
-        scanned: dict[str, images.FileStat] = {}
-        extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        for stat in images.scan_files(roots, skip=[str(location.directory)], extensions=extensions):
-            try:
-                stat.path.encode("utf-8")
-            except UnicodeEncodeError:
-                summary.failed += 1
-                summary.failures.append((stat.path, "file name is not valid UTF-8"))
-                reporter.failed(stat.path, "file name is not valid UTF-8")
-                continue
-            scanned[stat.path] = stat
-        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary)
-        if not tasks and not missing:
-            return summary  # nothing changed: not even the indexes are opened
-        writer = _Writer(engine, location, extractors, summary, reporter, missing)
-        writer.sampling_key = options.sampling.key()
-        writer.begin()
-        reporter.start(len(tasks))
-        try:
-            for batch in (tasks, None):
-                if batch is None:  # second pass: files whose known twin changed during this run
-                    batch, writer.retry = writer.retry, []
-                for results in _run_tasks(batch, options, known_hashes):
-                    writer.add(results)
-                writer.flush()
-            writer.remove_missing()
-        finally:
-            try:
-                writer.flush()
-            finally:
-                writer.save_indexes()
+        for batch in (tasks, None):
+            if batch is None:  # second pass: files whose known twin changed during this run
+                batch, writer.retry = writer.retry, []
+            for results in run_tasks(batch, options, known_hashes):
+                writer.add(results)
+            writer.flush()
+        writer.remove_missing()
     finally:
-        engine.dispose()
+        try:
+            writer.flush()
+        finally:
+            writer.save_indexes()
+            catalog.changed()
     return summary

@@ -120,7 +120,7 @@ def _write(path: str | os.PathLike, text: str) -> None:
 def write_dups_html(result, path: str | os.PathLike, max_groups: int = MAX_GROUPS, max_members: int = MAX_MEMBERS) -> int:
     """The groups of a searcher.dups.DupsResult side by side, kept copy first; returns the groups written.
     At most `max_groups` groups (the largest first, as dups orders them) and `max_members` thumbnails per group."""
-    from searcher.compare import PAIR_RULE
+    from searcher.scoring import PAIR_RULE
 
     shown = result.groups[:max_groups]
     body = []

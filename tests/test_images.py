@@ -5,12 +5,11 @@ import os
 import cv2
 import numpy as np
 import pytest
+from conftest import PHOTOS
 from PIL import Image
 
 from searcher import images
 from searcher.errors import ImageError
-
-from conftest import PHOTOS
 
 
 def test_decodes_a_photo_to_work_size_keeping_its_full_size():

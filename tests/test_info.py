@@ -4,15 +4,15 @@ import json
 import shutil
 
 import pytest
+from conftest import PHOTOS
 from typer.testing import CliRunner
 
-from searcher.catalog import head_revision
+from searcher.api import info as catalog_info
+from searcher.api import ingest
+from searcher.catalog.engine import head_revision
 from searcher.cli import app
 from searcher.errors import CatalogError
-from searcher.info import catalog_info
-from searcher.ingest import IngestOptions, ingest
-
-from conftest import PHOTOS
+from searcher.ingest import IngestOptions
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from conftest import PHOTOS, SAMPLE
 
-from searcher.dups import DupsResult, Group, Member
+from searcher.dups import DupsResult
+from searcher.keep import Group, Member
 from searcher.query import Hit, QueryResult
 from searcher.report import THUMB_SIDE, write_dups_html, write_query_html
-
-from conftest import PHOTOS, SAMPLE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -86,7 +86,7 @@ def test_query_page_shows_the_query_and_its_results_with_scores(tmp_path):
 
 
 def test_query_page_from_a_real_query(sample_catalog, tmp_path):
-    from searcher.query import query_paths
+    from searcher.api import query_paths
 
     results = query_paths([str(PHOTOS[2])], sample_catalog, top=3)
     out = tmp_path / "q.html"

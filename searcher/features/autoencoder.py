@@ -38,6 +38,7 @@ import numpy as np
 
 from searcher.errors import SearcherError
 from searcher.features.base import Extractor
+from searcher.scoring import cosine_similarity
 
 ARCH = "ae64-v1"  # bump when the architecture or the preprocessing changes
 INPUT_SIZE = 64
@@ -545,12 +546,8 @@ class AutoencoderExtractor(Extractor):
         return v / n if n > 0 else v
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        a = np.asarray(a, dtype=np.float32)
-        b = np.asarray(b, dtype=np.float32)
-        denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-        if denom == 0.0:
-            return 0.0
-        return float(min(1.0, max(0.0, float(np.dot(a, b)) / denom)))
+        a, b = self.embedding(a), self.embedding(b)
+        return cosine_similarity(float(np.dot(a, b)))
 
 
 __all__ = [

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, select
 
-from searcher.catalog import CatalogLocation, ImageRow, SignatureRow
+from searcher.catalog import Catalog, CatalogLocation
+from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import UsageError
 from searcher.executors import make_executor, parse_executor
 from searcher.features import build_extractor
-from searcher.ingest import IngestOptions, ingest
+from searcher.ingest import IngestOptions
 from tests.conftest import PHOTOS
 
 pytestmark = pytest.mark.backends
@@ -56,3 +57,8 @@ def test_executor_names_are_checked():
         with pytest.raises(UsageError, match="unknown executor"):
             parse_executor(bad)
     assert list(make_executor("local", 1).map(len, [[1, 2], [3]], lambda: None, ())) == [2, 1]
+
+
+def ingest(paths, location, options):
+    with Catalog.open(location) as catalog:
+        return catalog.ingest(paths, options)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from searcher.index import HnswIndex
-from searcher.vectors_milvus import MilvusIndex, MilvusUnusable, collection_name, parse_uri
+from searcher.catalog.vectors import HnswIndex
+from searcher.catalog.milvus import MilvusIndex, MilvusUnusable, collection_name, parse_uri
 
 pytestmark = pytest.mark.backends
 

@@ -7,7 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from searcher.catalog import Base, current_revision, head_revision, make_engine, upgrade
+from searcher.catalog.engine import current_revision, head_revision, make_engine, upgrade
+from searcher.catalog.schema import Base
 
 pytestmark = pytest.mark.backends
 
@@ -45,7 +46,7 @@ def test_a_deleted_image_id_is_never_handed_out_again(empty_database):
 def test_a_sqlite_catalog_made_before_0003_stops_reusing_ids(tmp_path):
     from alembic import command
 
-    from searcher.catalog import _alembic_config
+    from searcher.catalog.engine import _alembic_config
 
     engine = make_engine(f"sqlite:///{tmp_path}/old.db")
     command.upgrade(_alembic_config(engine), "0002")

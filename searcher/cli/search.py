@@ -1,4 +1,4 @@
-"""Command line: parse, call one library function, print. Results on stdout, the rest on stderr."""
+"""Commands that build and search a catalog: ingest, query, train, reindex."""
 
 from __future__ import annotations
 
@@ -11,19 +11,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from searcher.cli_common import CatalogOption, err, out, warn
-from searcher.errors import SearcherError, UsageError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Near-duplicate image search with a persistent index.",
-    pretty_exceptions_enable=False,
-)
-
+from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
+from searcher.errors import UsageError
 
 
 class Format(str, Enum):
@@ -53,31 +44,9 @@ class HistMethod(str, Enum):
     bhattacharyya = "bhattacharyya"
 
 
-class _ProgressReporter:
-    """Ingest reporter drawing a rich progress bar on stderr."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = None
-
-    def start(self, total: int) -> None:
-        self.task = self.progress.add_task("extracting", total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
-
-    def warn(self, message: str) -> None:
-        self.progress.console.print(f"warning: {message}", markup=False)
-
-    def failed(self, path: str, reason: str) -> None:
-        self.progress.console.print(f"failed: {path}: {reason}", markup=False)
-
-
-@app.command()
 def ingest(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
@@ -93,11 +62,10 @@ def ingest(
     ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
-    from searcher.catalog import locate
+    from searcher import api
     from searcher.executors import parse_executor
     from searcher.features import parse_signature_list
     from searcher.ingest import IngestOptions
-    from searcher.ingest import ingest as run_ingest
     from searcher.video import Sampling
 
     sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
@@ -108,10 +76,8 @@ def ingest(
         sampling=sampling,
         executor=parse_executor(executor),
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
-    ) as progress:
-        summary = run_ingest(paths, locate(catalog), options, _ProgressReporter(progress))
+    with progress_bar() as progress:
+        summary = api.ingest(paths, catalog, options, IngestProgress(progress))
     counts = summary.counts()
     if summary.frames or summary.crops:
         err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
@@ -121,10 +87,9 @@ def ingest(
         out.print(", ".join(f"{v} {k}" for k, v in counts.items()), markup=False)
 
 
-@app.command()
 def query(
     paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog)."),
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
     metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
     hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
@@ -132,10 +97,9 @@ def query(
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
     """Find the nearest catalog images to each query image."""
-    from searcher.catalog import locate
-    from searcher.query import query_paths
+    from searcher import api
 
-    results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
+    results = api.query_paths([str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
@@ -203,7 +167,6 @@ def _fmt(value) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
 
 
-@app.command()
 def train(
     paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on."),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs (2048 augmented samples each)."),
@@ -223,37 +186,17 @@ def train(
     out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
 
 
-@app.command()
-def reindex(catalog: Optional[Path] = CatalogOption) -> None:
+def reindex(catalog: Optional[str] = CatalogOption) -> None:
     """Rebuild every vector index from the catalog (the catalog is the source of truth)."""
-    from searcher.catalog import locate
-    from searcher.reindex import rebuild_indexes
+    from searcher import api
 
-    counts = rebuild_indexes(locate(catalog))
+    counts = api.reindex(catalog)
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
-    if version:
-        from searcher import __version__
-
-        out.print(__version__)
-        raise typer.Exit()
-
-
-from searcher.cli_review import register as _register_review  # noqa: E402 (commands of the review module)
-
-_register_review(app)
-
-
-def main() -> None:
-    """Entry point: SearcherError becomes one line on stderr and exit code 1; usage errors exit 2."""
-    try:
-        app()
-    except SearcherError as e:
-        err.print(f"error: {e}", markup=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted: work committed so far is kept; rerun to resume", markup=False)
-        sys.exit(130)
+def register(app: typer.Typer) -> None:
+    """Add ingest, query, train and reindex to the searcher command line."""
+    app.command()(ingest)
+    app.command()(query)
+    app.command()(train)
+    app.command()(reindex)

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli_common import CatalogOption, err, out, warn
+from searcher.cli.common import CatalogOption, err, out, progress_bar, warn
 
-DEFAULT_THRESHOLD = 0.5  # searcher.compare.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
+DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
 
 
@@ -43,7 +43,7 @@ def _fmt(value, digits: int = 4) -> str:
 def compare(
     a: Path = typer.Argument(..., help="First image (need not be in the catalog)."),
     b: Path = typer.Argument(..., help="Second image."),
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."),
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False),
@@ -53,16 +53,14 @@ def compare(
     When a catalog exists (--catalog, $SEARCHER_CATALOG or ./.searcher), the fused score averages the
     signatures it holds, so the verdict is the one `searcher dups` gives on it.
     """
-    from searcher.catalog import locate
-    from searcher.compare import catalog_signatures, compare_images
-    from searcher.compare import draw as draw_comparison
+    from searcher import api
+    from searcher.comparison import draw as draw_comparison
     from searcher.errors import UsageError
 
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
-    signatures = catalog_signatures(locate(catalog))
-    result = compare_images(a, b, threshold=threshold, signatures=signatures, warn=warn)
+    result = api.compare(a, b, catalog=catalog, threshold=threshold, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
         err.print(f"wrote {draw} ({width}x{height})", markup=False)
@@ -119,7 +117,7 @@ class _Progress:
 
 
 def dups(
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."),
     neighbours: int = typer.Option(DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
@@ -136,33 +134,36 @@ def dups(
     linked images. Keep: largest resolution, then largest file, then oldest. Group id: "g" + the
     smallest sha256 of its members (12 hex digits), stable across runs. Nothing is ever deleted.
     """
-    from searcher.catalog import locate
-    from searcher.dups import default_log_path, find_duplicates, move_duplicates, plan_moves
+    from searcher.catalog import Catalog
     from searcher.errors import UsageError
 
     if (yes or log) and move_to is None:
         raise UsageError("--yes and --log go with --move-to DIR")
-    location = locate(catalog)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
-    ) as progress:
-        result = find_duplicates(location, threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
-    grouped = sum(len(g.members) for g in result.groups)
-    seconds = sum(result.timings.values())
-    err.print(
-        f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
-        markup=False,
-    )
-    _print_groups(result, fmt)
-    if html_path is not None:
-        from searcher.report import write_dups_html
+    with Catalog.open(catalog, create=False, warn=warn) as opened:
+        with progress_bar() as progress:
+            result = opened.duplicates(threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
+        grouped = sum(len(g.members) for g in result.groups)
+        seconds = sum(result.timings.values())
+        err.print(
+            f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
+            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)",
+            markup=False,
+        )
+        _print_groups(result, fmt)
+        if html_path is not None:
+            from searcher.report import write_dups_html
 
-        shown = write_dups_html(result, html_path)
-        err.print(f"wrote {html_path} ({shown} groups)", markup=False)
-    if move_to is None:
-        return
-    moves = plan_moves(result.groups, move_to)
+            shown = write_dups_html(result, html_path)
+            err.print(f"wrote {html_path} ({shown} groups)", markup=False)
+        if move_to is not None:
+            _move(opened, result, move_to, yes, log)
+
+
+def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> None:
+    """--move-to: the dry run, or the moves with their log."""
+    from searcher.moves import default_log_path
+
+    moves = catalog.plan_moves(result.groups, move_to)
     if not yes:
         for move in moves:
             err.print(f"would move {move.source} -> {move.target}", markup=False)
@@ -172,7 +173,7 @@ def dups(
         err.print(f"nothing to move: every group's other copies are already under {move_to.resolve()}" if result.groups else "nothing to move", markup=False)
         return
     log_path = log or default_log_path(move_to)
-    outcome = move_duplicates(result.groups, moves, log_path, location, warn=warn)
+    outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
     for move in outcome.moved:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
     err.print(
@@ -207,27 +208,25 @@ def _print_groups(result, fmt: DupsFormat) -> None:
 
 def undo(
     log: Path = typer.Argument(..., help="A move log written by `searcher dups --move-to DIR --yes`.", dir_okay=False),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog to re-point [default: the one the log names]", show_default=False),
+    catalog: Optional[str] = typer.Option(None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog to re-point [default: the one the log names]", show_default=False),
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""
-    from searcher.catalog import locate
-    from searcher.dups import undo_moves
+    from searcher import api
 
-    outcome = undo_moves(log, locate(catalog) if catalog else None, warn=warn)
+    outcome = api.undo(log, catalog, warn=warn)
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
 
 
 def info(
-    catalog: Optional[Path] = CatalogOption,
+    catalog: Optional[str] = CatalogOption,
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
 ) -> None:
     """Catalog path, schema version, image counts, signatures and their versions, index sizes, disk use."""
-    from searcher.catalog import locate
-    from searcher.info import catalog_info
+    from searcher import api
 
-    facts = catalog_info(locate(catalog))
+    facts = api.info(catalog)
     if fmt is CompareFormat.json:
         sys.stdout.write(json.dumps(facts.to_dict(), indent=2) + "\n")
         return

@@ -1,0 +1,85 @@
+"""Planning an ingest: scan the folders and diff the files against the catalog, without reading any file.
+
+A file whose size and mtime match its row is unchanged; a changed or new file becomes a Task; a
+row whose signatures are stale (another extractor version, a signature not computed yet) becomes a
+Task that recomputes just those; rows under the scanned roots whose file is gone are `missing`
+(later a move, or removed).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from searcher import images
+from searcher.catalog.schema import KIND_VIDEO, STATUS_FAILED, STATUS_OK
+from searcher.errors import UsageError
+from searcher.ingest_work import Task
+from searcher.video import VIDEO_EXTENSIONS, Sampling
+
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
+    from searcher.ingest import IngestSummary, Reporter
+
+
+def under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def check_roots(paths: list[str]) -> list[str]:
+    """Absolute paths of the roots; a root that does not exist is a usage error."""
+    roots = []
+    for p in paths:
+        absolute = os.path.abspath(os.fspath(p))
+        if not os.path.exists(absolute):
+            raise UsageError(f"no such file or folder: {p}")
+        roots.append(absolute)
+    return roots
+
+
+def scan(roots: list[str], skip: list[str], summary: "IngestSummary", reporter: "Reporter") -> dict[str, images.FileStat]:
+    """Image and video files under the roots; a name that is not valid UTF-8 is a failure."""
+    scanned: dict[str, images.FileStat] = {}
+    for stat in images.scan_files(roots, skip=skip, extensions=images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS):
+        try:
+            stat.path.encode("utf-8")
+        except UnicodeEncodeError:
+            summary.failed += 1
+            summary.failures.append((stat.path, "file name is not valid UTF-8"))
+            reporter.failed(stat.path, "file name is not valid UTF-8")
+            continue
+        scanned[stat.path] = stat
+    return scanned
+
+
+def stale_rows(catalog: "Catalog", extractors) -> dict[int, list[str]]:
+    """File row id -> names of the signatures it lacks in their current version."""
+    stale: dict[int, list[str]] = {}
+    for extractor in extractors:
+        for image_id, parent_id in catalog.store.lacking_signature(extractor.name, extractor.version):
+            # a stale frame or crop makes its whole video stale: it is sampled again
+            stale.setdefault(parent_id or image_id, []).append(extractor.name)
+    return stale
+
+
+def plan(catalog: "Catalog", roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter, summary):
+    """(tasks, missing rows by path, known sha256 values): the scan split into work, without reading any file."""
+    rows = {r.path: r for r in catalog.store.file_rows() if under(r.path, roots)}
+    stale = stale_rows(catalog, extractors)
+    known_hashes = catalog.store.known_hashes()
+    tasks: list[Task] = []
+    still_failed = 0
+    for path, stat in scanned.items():
+        row = rows.pop(path, None)
+        if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
+            tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
+            tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
+        elif row.id in stale:
+            tasks.append(Task(path, stat.size, stat.mtime_ns, only=tuple(stale[row.id]), may_reuse=False))
+        else:
+            summary.unchanged += 1
+            still_failed += row.status == STATUS_FAILED
+    if still_failed:
+        reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
+    return tasks, rows, known_hashes

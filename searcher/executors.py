@@ -124,7 +124,7 @@ class RayExecutor:
             return False
         import logging
 
-        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         local = self.address is None and not os.environ.get("RAY_ADDRESS")
         if local and self.workers:
             options["num_cpus"] = self.workers

@@ -63,14 +63,40 @@ class Writer:
     def flush(self) -> None:
         if not self.pending:
             return
+        # Path order: concurrent writers then take their row locks in one order (no deadlock cycle).
+        self.pending.sort(key=lambda result: result.task.path)
         changes = Changes()
-        with self.catalog.store.batch() as batch:
+        before = self._snapshot()
+
+        def apply(batch: "Batch") -> None:
             for result in self.pending:
                 self._apply(batch, result, changes)
+
+        def undo() -> None:  # another writer made the transaction fail: it runs again from scratch
+            changes.__init__()
+            self._restore(before)
+
+        self.catalog.store.run_batch(apply, undo)
+        for path, reason in self.summary.failures[len(before[1]) :]:
+            self.reporter.failed(path, reason)
         self._update_indexes(changes)
         self.reporter.advance(len(self.pending))
         self.pending.clear()
         self.last_flush = time.monotonic()
+
+    def _snapshot(self) -> tuple:
+        """What applying a batch changes on this side of the database, to undo a failed attempt."""
+        counts = {key: getattr(self.summary, key) for key in ("added", "updated", "moved", "unchanged", "failed", "frames", "crops")}
+        return counts, list(self.summary.failures), len(self.retry), dict(self.missing)
+
+    def _restore(self, snapshot: tuple) -> None:
+        counts, failures, retries, missing = snapshot
+        for key, value in counts.items():
+            setattr(self.summary, key, value)
+        self.summary.failures[:] = failures
+        del self.retry[retries:]
+        self.missing.clear()
+        self.missing.update(missing)
 
     def _update_indexes(self, changes: Changes) -> None:
         for name, index in self.indexes.items():
@@ -156,8 +182,7 @@ class Writer:
         row.width = row.height = None
         row.status, row.error = STATUS_FAILED, result.error
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
+        self.summary.failures.append((task.path, result.error))  # reported once the batch commits
 
     def _apply_known_bytes(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
@@ -218,5 +243,16 @@ class Writer:
         self.missing.clear()
 
     def save_indexes(self) -> None:
+        """Save the indexes as reflecting the catalog, unless another writer changed it meanwhile.
+
+        The generation is bumped again now that every change is committed. When no other writer
+        bumped it since `begin`, the indexes hold exactly the catalog at the new generation;
+        otherwise they lack the other writer's changes, and are saved with the old generation,
+        which marks them stale: the next reader rebuilds them from the catalog."""
+        started = self.generation
+        _, ended = self.catalog.store.bump_generation()
+        alone = ended == started + 1
+        if not alone:
+            self.reporter.warn("another ingest changed the catalog meanwhile: the vector indexes will be rebuilt on next use")
         for index in self.indexes.values():
-            index.save(self.generation)
+            index.save(ended if alone else started)

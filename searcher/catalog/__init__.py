@@ -40,13 +40,21 @@ class Catalog:
         self._indexes: dict[str, VectorIndex] | None = None
 
     @classmethod
-    def open(cls, location: str | os.PathLike | CatalogLocation | None = None, *, create: bool = True, warn: Warn | None = None) -> "Catalog":
-        """Open (by default creating) the catalog at `location`: a folder path, a CatalogLocation, or
-        None for $SEARCHER_CATALOG, else ./.searcher. `warn` receives one-line warnings."""
+    def open(
+        cls,
+        location: str | os.PathLike | CatalogLocation | None = None,
+        *,
+        create: bool = True,
+        warn: Warn | None = None,
+        vectors: str | None = None,
+    ) -> "Catalog":
+        """Open (by default creating) the catalog at `location`: a folder path, a database URL
+        (postgresql+psycopg://...), a CatalogLocation, or None for $SEARCHER_CATALOG, else ./.searcher.
+        `vectors`: "hnsw" or "milvus:URI" (else $SEARCHER_VECTORS, else hnsw). `warn` receives one-line warnings."""
         from searcher.catalog.engine import open_engine
         from searcher.catalog.store import Store
 
-        location = locate(location)
+        location = locate(location, vectors)
         return cls(location, Store(open_engine(location, create=create)), warn)
 
     def close(self) -> None:
@@ -95,18 +103,37 @@ class Catalog:
 
     def load_index(self, extractor: "Extractor", generation: int, warn: Warn | None = None) -> "VectorIndex":
         """The saved index of one extractor if it matches `generation`, else rebuilt from the catalog."""
-        from searcher.catalog.vectors import load_or_rebuild
+        from searcher.catalog import milvus, vectors
 
         def batches():
             return self.store.iter_signatures(extractor.name, extractor.version)
 
-        return load_or_rebuild(self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn)
+        if self.milvus_uri:
+            return milvus.load_or_rebuild(self.milvus_uri, self.collection(extractor.name), extractor, generation, batches, warn or self.warn)
+        return vectors.load_or_rebuild(self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn)
 
     def rebuild_index(self, extractor: "Extractor") -> "VectorIndex":
         """A fresh index of one extractor built from the catalog (not saved)."""
-        from searcher.catalog.vectors import rebuild
+        from searcher.catalog import milvus, vectors
 
-        return rebuild(self.location.index_path(extractor.name), extractor, self.store.iter_signatures(extractor.name, extractor.version))
+        batches = self.store.iter_signatures(extractor.name, extractor.version)
+        if self.milvus_uri:
+            return milvus.rebuild(self.milvus_uri, self.collection(extractor.name), extractor, batches)
+        return vectors.rebuild(self.location.index_path(extractor.name), extractor, batches)
+
+    @property
+    def milvus_uri(self) -> str | None:
+        """The Milvus server or Lite file of `--vectors milvus:URI`; None for hnswlib files."""
+        from searcher.catalog.location import MILVUS_PREFIX
+
+        vectors = self.location.vectors
+        return vectors[len(MILVUS_PREFIX) :] if vectors.startswith(MILVUS_PREFIX) else None
+
+    def collection(self, signature: str) -> str:
+        """This catalog's Milvus collection of one signature (several catalogs may share a server)."""
+        from searcher.catalog.milvus import collection_name
+
+        return collection_name(self.store.catalog_id(), signature)
 
     def changed(self) -> None:
         """Forget the loaded extractors and indexes: the catalog changed under them."""

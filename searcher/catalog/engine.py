@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from searcher.catalog.location import CatalogLocation
@@ -25,9 +25,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+SUPPORTED = ("sqlite", "postgresql")
+
+
 def make_engine(url: str | URL) -> Engine:
     """An engine on `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except ImportError as e:
+        if make_url(url).get_backend_name() == "postgresql":
+            raise CatalogError(f"a PostgreSQL catalog needs the postgres extra: pip install 'searcher[postgres]' ({e})") from None
+        raise
+    if engine.dialect.name not in SUPPORTED:
+        engine.dispose()
+        raise CatalogError(f"catalogs live in SQLite or PostgreSQL, not {engine.dialect.name}")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -1,5 +1,5 @@
 """Vector indexes on Milvus (`--vectors milvus:URI`): a server (`http://host:19530`) or a Milvus
-Lite file (`./vectors.db`, the same client with an embedded server).
+Lite file (`./vectors.db`, the same client with an embedded server). Needs the milvus extra.
 
 One collection per catalog and signature, named `searcher_<catalog id>_<signature>`; ids are
 catalog image ids. Like the hnswlib files, a collection is a cache of the catalog: its
@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
+
+# gRPC's own logging would print keepalive chatter with the embedded server on stderr.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from searcher.errors import CatalogError, UsageError
 
@@ -23,9 +26,9 @@ EF_CONSTRUCTION = 200
 MIN_EF_SEARCH = 128
 WRITE_BATCH = 2000  # rows per upsert call (gRPC messages stay well under their 64 MB cap)
 READ_BATCH = 4000  # ids per get call
+SEARCH_BATCH = 256  # query vectors per search call (Milvus allows up to 16384)
 FORMAT = "1"
 _METRICS = {"l2": "L2", "cosine": "COSINE"}
-PREFIX = "milvus:"
 
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
@@ -35,22 +38,17 @@ class MilvusUnusable(Exception):
     """The collection cannot be used as it is (missing, other version or generation)."""
 
 
-def parse_uri(spec: str) -> str:
-    """'milvus:./m.db' -> an absolute Milvus Lite path; 'milvus:http://host:19530' -> that URI."""
-    uri = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
-    if not uri:
-        raise UsageError("--vectors milvus: needs a URI: milvus:./vectors.db or milvus:http://HOST:19530")
-    if re.match(r"^(https?|tcp|unix)://", uri):
-        return uri
-    return os.path.abspath(os.path.expanduser(uri))
-
-
 def client(uri: str):
     """One MilvusClient per URI and process (a Lite file is served by one embedded server)."""
     with _clients_lock:
         if uri not in _clients:
             try:
+                import logging
+
                 from pymilvus import MilvusClient
+
+                # pymilvus warns on every iterator over Milvus Lite (no server timestamps): not the user's concern.
+                logging.getLogger("pymilvus").setLevel(logging.ERROR)
             except ImportError:
                 raise UsageError("--vectors milvus: needs the milvus extra: pip install 'searcher[milvus]'") from None
             if "://" not in uri:
@@ -75,6 +73,16 @@ def close_clients() -> None:
 def collection_name(catalog_id: str, signature: str) -> str:
     """Milvus names allow letters, digits and underscores only."""
     return re.sub(r"[^A-Za-z0-9_]", "_", f"searcher_{catalog_id}_{signature}")
+
+
+def collection_properties(uri: str, name: str) -> dict | None:
+    """The searcher.* properties of a collection plus its row count ("count"); None when it does not exist."""
+    c = client(uri)
+    if not c.has_collection(name):
+        return None
+    props = {k.removeprefix("searcher."): v for k, v in c.describe_collection(name).get("properties", {}).items()}
+    props["count"] = int(c.get_collection_stats(name).get("row_count", 0))
+    return props
 
 
 class MilvusIndex:
@@ -157,6 +165,10 @@ class MilvusIndex:
     def __contains__(self, image_id: int) -> bool:
         return int(image_id) in self._known()
 
+    def ids(self) -> list[int]:
+        """Ids of the stored vectors, ascending."""
+        return sorted(self._known())
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors by id (cosine vectors stored unit length, as hnswlib does)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -180,17 +192,29 @@ class MilvusIndex:
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, distances) nearest first, in hnswlib's terms: squared L2, or 1 - cosine similarity."""
+        labels, distances = self.search_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        keep = labels[0] >= 0
+        return labels[0][keep], distances[0][keep]
+
+    def search_many(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batched kNN: (labels, distances), one row per vector, nearest first, padded with -1 labels
+        (and inf distances) where fewer than k vectors were found."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         k = min(k, len(self))
+        labels = np.full((len(vectors), max(k, 0)), -1, dtype=np.int64)
+        distances = np.full((len(vectors), max(k, 0)), np.inf, dtype=np.float32)
         if k <= 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+            return labels, distances
         params = {"metric_type": self.metric, "params": {"ef": max(MIN_EF_SEARCH, 2 * k)}}
-        hits = self.client.search(self.name, data=[query], limit=k, anns_field="vector", search_params=params, output_fields=["id"])[0]
-        ids = np.array([int(h["id"]) for h in hits], dtype=np.int64)
-        distances = np.array([h["distance"] for h in hits], dtype=np.float32)
+        for start in range(0, len(vectors), SEARCH_BATCH):
+            batch = vectors[start : start + SEARCH_BATCH]
+            answers = self.client.search(self.name, data=batch.tolist(), limit=k, anns_field="vector", search_params=params, output_fields=["id"])
+            for row, hits in enumerate(answers, start):
+                labels[row, : len(hits)] = [int(h["id"]) for h in hits]
+                distances[row, : len(hits)] = [h["distance"] for h in hits]
         if self.metric == "COSINE":  # Milvus answers the similarity itself
-            distances = 1.0 - distances
-        return ids, distances
+            distances = np.where(labels >= 0, 1.0 - distances, np.inf).astype(np.float32)
+        return labels, distances
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these ids, in the order asked."""
@@ -205,3 +229,25 @@ class MilvusIndex:
         if missing:
             raise KeyError(f"ids not in the {self.name} collection: {missing[:5]}")
         return np.asarray([found[i] for i in wanted], dtype=np.float32)
+
+
+def rebuild(uri: str, name: str, extractor, batches: Iterable[tuple[Sequence[int], Sequence[bytes]]]) -> MilvusIndex:
+    """A fresh collection of this extractor's embeddings of the given (ids, blobs) batches."""
+    index = MilvusIndex(uri, name, extractor.dim, extractor.space, extractor.version)
+    index.create()
+    for ids, blobs in batches:
+        if len(ids):
+            index.add(np.asarray(ids, dtype=np.int64), np.stack([extractor.embedding(extractor.from_blob(b)) for b in blobs]))
+    return index
+
+
+def load_or_rebuild(uri: str, name: str, extractor, generation: int, batches, warn=None) -> MilvusIndex:
+    """The collection if it reflects this catalog generation, else one rebuilt from `batches()` and saved."""
+    try:
+        return MilvusIndex.load(uri, name, extractor.dim, extractor.space, extractor.version, generation)
+    except MilvusUnusable as reason:
+        index = rebuild(uri, name, extractor, batches())
+        if warn and (len(index) or str(reason) != "missing"):
+            warn(f"{extractor.name} Milvus collection {reason}: rebuilt from the catalog ({len(index)} vectors)")
+    index.save(generation)
+    return index

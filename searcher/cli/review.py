@@ -15,7 +15,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err, out, progress_bar, warn
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
@@ -44,6 +44,7 @@ def compare(
     a: Path = typer.Argument(..., help="First image (need not be in the catalog)."),
     b: Path = typer.Argument(..., help="Second image."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."),
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False),
@@ -60,7 +61,7 @@ def compare(
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
-    result = api.compare(a, b, catalog=catalog, threshold=threshold, warn=warn)
+    result = api.compare(a, b, catalog=catalog_at(catalog, vectors), threshold=threshold, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
         err.print(f"wrote {draw} ({width}x{height})", markup=False)
@@ -118,6 +119,7 @@ class _Progress:
 
 def dups(
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."),
     neighbours: int = typer.Option(DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
@@ -139,7 +141,7 @@ def dups(
 
     if (yes or log) and move_to is None:
         raise UsageError("--yes and --log go with --move-to DIR")
-    with Catalog.open(catalog, create=False, warn=warn) as opened:
+    with Catalog.open(catalog_at(catalog, vectors), create=False, warn=warn) as opened:
         with progress_bar() as progress:
             result = opened.duplicates(threshold=threshold, neighbours=neighbours, workers=workers, reporter=_Progress(progress))
         grouped = sum(len(g.members) for g in result.groups)
@@ -209,11 +211,12 @@ def _print_groups(result, fmt: DupsFormat) -> None:
 def undo(
     log: Path = typer.Argument(..., help="A move log written by `searcher dups --move-to DIR --yes`.", dir_okay=False),
     catalog: Optional[str] = typer.Option(None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog to re-point [default: the one the log names]", show_default=False),
+    vectors: Optional[str] = VectorsOption,
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""
     from searcher import api
 
-    outcome = api.undo(log, catalog, warn=warn)
+    outcome = api.undo(log, catalog_at(catalog, vectors) if catalog else None, warn=warn)
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
@@ -221,12 +224,13 @@ def undo(
 
 def info(
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
 ) -> None:
     """Catalog path, schema version, image counts, signatures and their versions, index sizes, disk use."""
     from searcher import api
 
-    facts = api.info(catalog)
+    facts = api.info(catalog_at(catalog, vectors))
     if fmt is CompareFormat.json:
         sys.stdout.write(json.dumps(facts.to_dict(), indent=2) + "\n")
         return

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, IngestProgress, VectorsOption, catalog_at, err, out, progress_bar, warn
 from searcher.errors import UsageError
 
 
@@ -47,6 +47,7 @@ class HistMethod(str, Enum):
 def ingest(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
@@ -77,7 +78,7 @@ def ingest(
         executor=parse_executor(executor),
     )
     with progress_bar() as progress:
-        summary = api.ingest(paths, catalog, options, IngestProgress(progress))
+        summary = api.ingest(paths, catalog_at(catalog, vectors), options, IngestProgress(progress))
     counts = summary.counts()
     if summary.frames or summary.crops:
         err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
@@ -90,6 +91,7 @@ def ingest(
 def query(
     paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog)."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
     metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
     hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
@@ -99,7 +101,7 @@ def query(
     """Find the nearest catalog images to each query image."""
     from searcher import api
 
-    results = api.query_paths([str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
+    results = api.query_paths([str(p) for p in paths], catalog_at(catalog, vectors), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
@@ -186,11 +188,11 @@ def train(
     out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
 
 
-def reindex(catalog: Optional[str] = CatalogOption) -> None:
+def reindex(catalog: Optional[str] = CatalogOption, vectors: Optional[str] = VectorsOption) -> None:
     """Rebuild every vector index from the catalog (the catalog is the source of truth)."""
     from searcher import api
 
-    counts = api.reindex(catalog)
+    counts = api.reindex(catalog_at(catalog, vectors))
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
 
 

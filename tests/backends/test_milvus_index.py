@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from searcher.errors import UsageError
+
 from searcher.catalog.vectors import HnswIndex
-from searcher.catalog.milvus import MilvusIndex, MilvusUnusable, collection_name, parse_uri
+from searcher.catalog.location import parse_vectors
+from searcher.catalog.milvus import MilvusIndex, MilvusUnusable, collection_name
 
 pytestmark = pytest.mark.backends
 
@@ -47,6 +50,12 @@ def test_a_collection_is_trusted_only_at_the_generation_it_was_saved(milvus_uri)
 
 def test_vectors_uri_forms(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert parse_uri("milvus:./m.db") == str(tmp_path / "m.db")
-    assert parse_uri("milvus:http://milvus:19530") == "http://milvus:19530"
+    assert parse_vectors("milvus:./m.db") == f"milvus:{tmp_path / 'm.db'}"
+    assert parse_vectors("milvus:http://milvus:19530") == "milvus:http://milvus:19530"
+    monkeypatch.setenv("SEARCHER_VECTORS", "milvus:m2.db")
+    assert parse_vectors(None) == f"milvus:{tmp_path / 'm2.db'}"
+    assert parse_vectors("hnsw") == "hnsw"
+    for bad in ("faiss", "milvus:"):
+        with pytest.raises(UsageError):
+            parse_vectors(bad)
     assert collection_name("ab-12", "ae") == "searcher_ab_12_ae"

@@ -120,6 +120,9 @@ class Writer:
             self._apply_image(batch, row, task, result, changes)
 
     def _apply_image(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+        if row is not None and task.only is None and self._stored_meanwhile(batch, row, task, result):
+            self.summary.unchanged += 1
+            return
         if row is None:
             row = batch.new_row(task.path)
             self.summary.added += 1
@@ -132,6 +135,14 @@ class Writer:
             batch.delete_signatures(row.id)
             changes.removes.append(row.id)  # signatures this run does not compute must not linger
         self._store_blobs(batch, row.id, result.blobs, changes)
+
+    def _stored_meanwhile(self, batch: "Batch", row, task: Task, result: Result) -> bool:
+        """Another ingest (on a shared catalog) stored this very file since this one planned: same
+        size, time and bytes, and every signature this run computed, at its version."""
+        if (row.status, row.size, row.mtime_ns, row.sha256) != (STATUS_OK, task.size, task.mtime_ns, result.sha256):
+            return False
+        stored = {(name, version) for name, version, _ in batch.signatures_of(row.id)}
+        return all((name, self.extractors[name].version) in stored for name in result.blobs)
 
     def _apply_video(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
         """The video row, then one row per kept frame and crop, replacing any earlier sampling."""

@@ -5,6 +5,7 @@ Opening a catalog applies Alembic migrations, and refuses a database written by 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -70,22 +71,45 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+MIGRATION_LOCK = 0x5EA4C4E5  # PostgreSQL advisory lock key held while one process migrates
+
+
+@contextmanager
+def _migration_lock(engine: Engine):
+    """Several ingest machines may open one new PostgreSQL catalog at once: one migrates, the others
+    wait for it (an advisory lock, on a connection of its own). SQLite's writer lock does this itself."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to head; refuse a database stamped with a revision this version does not know."""
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    current = current_revision(engine)
     script = ScriptDirectory(str(migrations_dir()))
     head = script.get_current_head()
-    if current == head:
+    if current_revision(engine) == head:
         return
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise CatalogError(
-            f"catalog schema {current} was written by a newer searcher (this one knows up to {head}); upgrade searcher to use it"
-        )
-    command.upgrade(_alembic_config(engine), "head")
+    with _migration_lock(engine):
+        current = current_revision(engine)  # again: another process may have migrated meanwhile
+        if current == head:
+            return
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise CatalogError(
+                f"catalog schema {current} was written by a newer searcher (this one knows up to {head}); upgrade searcher to use it"
+            )
+        command.upgrade(_alembic_config(engine), "head")
 
 
 def _prepare_folder(location: CatalogLocation, create: bool) -> None:

@@ -1,5 +1,5 @@
-"""Copying a whole catalog database to another (`searcher migrate --to URL`): SQLite -> PostgreSQL,
-or back, or between two servers.
+"""Copying a whole catalog database to another (`searcher migrate --catalog SRC --to DEST`):
+SQLite -> PostgreSQL, or back, or between two servers.
 
 Rows keep their ids (they are the labels of every vector index, and dups' group ids), in one
 transaction on the destination, which must be an empty catalog at the same schema revision: an
@@ -14,6 +14,7 @@ from typing import Callable
 
 from sqlalchemy import Engine, func, insert, select, text
 
+from searcher.catalog.store import CATALOG_ID_KEY
 from searcher.errors import CatalogError
 
 CHUNK = 2000  # rows per INSERT (executemany): well under every driver's parameter limit
@@ -44,6 +45,8 @@ def _copy_table(src, dst, table, progress) -> int:
         query = query.order_by(table.c.parent_id.is_not(None), *order)
     else:
         query = query.order_by(*order)
+    if table.name == "catalog_state":  # the copy is another catalog: it names its own Milvus collections
+        query = query.where(table.c.key != CATALOG_ID_KEY)
     copied = 0
     result = src.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
     for rows in result.partitions(CHUNK):
@@ -75,3 +78,24 @@ def _advance_id_counter(src, dst, images) -> None:
     elif dst.dialect.name == "sqlite":
         # AUTOINCREMENT reads its counter from sqlite_sequence; the copy set it to max(id) already.
         dst.execute(text("UPDATE sqlite_sequence SET seq = MAX(seq, :v) WHERE name = :t"), {"t": images.name, "v": last})
+
+
+def migrate(source, destination, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Copy the catalog at `source` into a new or empty catalog at `destination` (locations: a folder
+    or a database URL); both are first brought to this searcher's schema. Returns rows per table."""
+    from searcher.catalog.engine import open_engine
+    from searcher.catalog.location import locate
+    from searcher.catalog.schema import Base
+
+    source, destination = locate(source), locate(destination)
+    if source.url == destination.url:
+        raise CatalogError(f"the source and destination are the same catalog ({source.display})")
+    src = open_engine(source, create=False)
+    try:
+        dst = open_engine(destination, create=True)
+        try:
+            return copy_catalog(src, dst, Base.metadata.sorted_tables, progress)
+        finally:
+            dst.dispose()
+    finally:
+        src.dispose()

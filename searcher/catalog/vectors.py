@@ -157,7 +157,8 @@ class HnswIndex:
     def save(self, generation: int) -> None:
         """Write index then sidecar, each to a temporary name first and renamed over the old one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        # Per-process temporary names: two ingests of one URL catalog on one machine share its cache folder.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         self._index.save_index(str(tmp))
         size = tmp.stat().st_size
         os.replace(tmp, self.path)
@@ -171,7 +172,7 @@ class HnswIndex:
             "count": len(self._live),
             "deleted": sorted(self._deleted),
         }
-        tmp_meta = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")
+        tmp_meta = self.sidecar_path.with_name(f"{self.sidecar_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, self.sidecar_path)
 

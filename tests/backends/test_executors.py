@@ -12,7 +12,7 @@ from searcher.errors import UsageError
 from searcher.executors import make_executor, parse_executor
 from searcher.features import build_extractor
 from searcher.ingest import IngestOptions
-from tests.conftest import PHOTOS
+from conftest import PHOTOS
 
 pytestmark = pytest.mark.backends
 

@@ -31,9 +31,12 @@ class Executor(Protocol):
 
 
 def parse_executor(spec: str | None) -> str:
-    """Validate an --executor value: 'local', 'ray' or 'ray://ADDRESS'."""
+    """Validate an --executor value: 'local', 'ray' or 'ray://ADDRESS' (Ray installed), before any work."""
     spec = (spec or "local").strip()
-    if spec in ("local", "ray") or (spec.startswith("ray://") and len(spec) > len("ray://")):
+    if spec == "local":
+        return spec
+    if spec == "ray" or (spec.startswith("ray://") and len(spec) > len("ray://")):
+        _import_ray()
         return spec
     raise UsageError(f"unknown executor {spec!r}; use local, ray or ray://HOST:PORT")
 

@@ -61,7 +61,10 @@ def run(catalog: "Catalog", paths, options: IngestOptions | None = None, reporte
     from searcher.ingest_plan import check_roots, plan, scan
     from searcher.ingest_work import run_tasks
 
+    from searcher.executors import parse_executor
+
     options = options or IngestOptions()
+    parse_executor(options.executor)  # an unknown or uninstalled executor is refused before any change
     reporter = reporter or Reporter()
     roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)])
     summary = IngestSummary()

@@ -72,7 +72,11 @@ def bench_extraction(n_files: int) -> list[dict]:
     for workers in (1, 2):
         load = load1()
         seconds = _ingest_seconds(folder, "local", workers)
-        rows.append(dict(executor="local pool", workers=workers, files=n_files, seconds=seconds, files_per_s=n_files / seconds, load1=load))
+        rows.append(
+            dict(
+                executor="local pool", workers=workers, files=n_files, seconds=seconds, files_per_s=n_files / seconds, load1=load
+            )
+        )
         log(f"local x{workers}: {n_files / seconds:.1f} files/s (load {load:.2f})")
     for cpus in (1, 2):
         start = time.perf_counter()
@@ -84,7 +88,15 @@ def bench_extraction(n_files: int) -> list[dict]:
         finally:
             ray.shutdown()
         rows.append(
-            dict(executor="ray (local)", workers=cpus, files=n_files, seconds=seconds, files_per_s=n_files / seconds, ray_start_s=started, load1=load)
+            dict(
+                executor="ray (local)",
+                workers=cpus,
+                files=n_files,
+                seconds=seconds,
+                files_per_s=n_files / seconds,
+                ray_start_s=started,
+                load1=load,
+            )
         )
         log(f"ray x{cpus}: {n_files / seconds:.1f} files/s, start {started:.1f} s (load {load:.2f})")
     return rows
@@ -141,7 +153,9 @@ def bench_vectors(n: int, n_queries: int) -> list[dict]:
                 row = _vector_rows(index, name, n, queries, build, load)
                 row.update(signature=signature, dim=dim, space=space)
                 rows.append(row)
-                log(f"{signature} {name}: build {build:.1f} s, search p50 {row['search_p50_ms']:.2f} ms, fetch p50 {row['fetch100_p50_ms']:.2f} ms")
+                log(
+                    f"{signature} {name}: build {build:.1f} s, search p50 {row['search_p50_ms']:.2f} ms, fetch p50 {row['fetch100_p50_ms']:.2f} ms"
+                )
         close_clients()
     return rows
 

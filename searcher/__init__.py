@@ -39,7 +39,28 @@ _EXPORTS = {
     "UsageError": "searcher.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Catalog",
+    "CatalogLocation",
+    "IngestOptions",
+    "IngestSummary",
+    "Sampling",
+    "Hit",
+    "QueryResult",
+    "Group",
+    "Member",
+    "DupsResult",
+    "Comparison",
+    "CatalogInfo",
+    "compare",
+    "undo",
+    "DEFAULT_THRESHOLD",
+    "SearcherError",
+    "CatalogError",
+    "ImageError",
+    "UsageError",
+]
 
 if TYPE_CHECKING:
     from searcher.api import compare, undo

@@ -40,9 +40,11 @@ def ingest(paths, catalog=None, options=None, reporter=None):
     """Check the paths, then open (creating) the catalog and ingest them -> IngestSummary.
     A path that does not exist is refused before any catalog is made."""
     from searcher.catalog import Catalog
-    from searcher.ingest_plan import check_roots
+    from searcher.ingest_plan import check_roots, check_save_frames
 
-    check_roots([os.fspath(p) for p in paths])
+    check_roots([os.fspath(p) for p in paths])  # warnings come from the ingest itself
+    if options is not None:
+        check_save_frames(options.sampling.save_frames)
     with Catalog.open(catalog, warn=getattr(reporter, "warn", None)) as opened:
         return opened.ingest(paths, options, reporter)
 
@@ -80,7 +82,9 @@ def reindex(catalog=None) -> dict[str, int]:
         return opened.reindex()
 
 
-def duplicates(catalog=None, threshold: float = DEFAULT_THRESHOLD, neighbours: int | None = None, workers: int = 0, reporter=None):
+def duplicates(
+    catalog=None, threshold: float = DEFAULT_THRESHOLD, neighbours: int | None = None, workers: int = 0, reporter=None
+):
     """Near-duplicate groups of an existing catalog with the figures of the run -> DupsResult."""
     from searcher.catalog import Catalog
 

@@ -194,6 +194,17 @@ def _ae_cosines(bgr_a: np.ndarray, bgr_b: np.ndarray, signatures, warn) -> tuple
     return cosine, max([cosine, *(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))])
 
 
+def _similarities(bhattacharyya: float, mse: float, ae_cosine: float | None, signatures) -> dict[str, float]:
+    """The similarities the fused score averages: those of the catalog's signatures (all when None)."""
+    wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
+    similarities = {
+        "hist": hist_similarity("bhattacharyya", bhattacharyya),
+        "mse": mse_similarity(mse),
+        "ae": None if ae_cosine is None else cosine_similarity(ae_cosine),
+    }
+    return {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+
+
 def compare_images(
     path_a: str | os.PathLike,
     path_b: str | os.PathLike,
@@ -219,13 +230,7 @@ def compare_images(
     sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
     ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
 
-    wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
-    similarities = {
-        "hist": hist_similarity("bhattacharyya", hist_values["bhattacharyya"]),
-        "mse": mse_similarity(float(oriented[best])),
-        "ae": None if ae_cosine is None else cosine_similarity(ae_cosine),
-    }
-    similarities = {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+    similarities = _similarities(hist_values["bhattacharyya"], float(oriented[best]), ae_cosine, signatures)
     fused = fuse(similarities)
     score = pair_score(fused, verification.inliers)
     return Comparison(

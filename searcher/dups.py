@@ -15,6 +15,10 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
    A member's score is the best score of its linked pairs.
+5. One file, one member: paths that name the same file (a symlink and its target, hard links of
+   one inode: images.path_identity) are collapsed into one member, the path that is not a symlink
+   first. Moving one of them would free nothing (or leave a link dangling); a group left with one
+   file is no group.
 
 The copy to keep and the group id: searcher.keep. Moves and their undo: searcher.moves.
 """
@@ -104,7 +108,7 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _file_rows(catalog: "Catalog") -> list[Member]:
+def _file_rows(catalog: Catalog) -> list[Member]:
     """Catalog rows that are image files (status ok, an absolute path: not a video frame key)."""
     return [
         Member(r.id, r.path, r.sha256 or "", r.width or 0, r.height or 0, r.size or 0, r.mtime_ns or 0)
@@ -134,7 +138,10 @@ def _candidate_pairs(indexes: dict, vectors: dict, ids: np.ndarray, neighbours: 
             block_rows = rows[start : start + 1024]
             labels, _ = index.search_many(matrix[block_rows], neighbours + 1)  # +1: the image itself comes back
             block = [
-                (k, position[int(j)]) for k, row in zip(block_rows, labels) for j in row if int(j) in position and position[int(j)] != k
+                (k, position[int(j)])
+                for k, row in zip(block_rows, labels)
+                for j in row
+                if int(j) in position and position[int(j)] != k
             ]
             if block:
                 found.append(np.array(block, dtype=np.int64))
@@ -206,7 +213,7 @@ def _verify_task(task: tuple[np.ndarray, np.ndarray, dict[int, bytes]]) -> np.nd
     return out
 
 
-def _verify(catalog: "Catalog", pairs_ids: np.ndarray, needed: np.ndarray, workers: int, reporter: Reporter) -> np.ndarray:
+def _verify(catalog: Catalog, pairs_ids: np.ndarray, needed: np.ndarray, workers: int, reporter: Reporter) -> np.ndarray:
     """RANSAC inliers of each pair of image ids (0 where it was not worth running, see match_orb)."""
     inliers = np.zeros(len(pairs_ids), dtype=np.int64)
     if not len(pairs_ids):
@@ -247,7 +254,9 @@ def _collect(inliers: np.ndarray, start: int, result: np.ndarray, reporter: Repo
     reporter.advance(len(result))
 
 
-def _mirror_check(catalog: "Catalog", members: list[Member], pairs: np.ndarray, reporter: Reporter, needed: np.ndarray) -> np.ndarray:
+def _mirror_check(
+    catalog: Catalog, members: list[Member], pairs: np.ndarray, reporter: Reporter, needed: np.ndarray
+) -> np.ndarray:
     """Inliers of the pairs with the first image decoded again and mirrored (ORB is not flip-invariant)."""
     orb = catalog.extractors["orb"]
     stored = catalog.stored_signatures(sorted({members[int(b)].image_id for _, b in pairs}), "orb")
@@ -272,7 +281,7 @@ def _mirror_check(catalog: "Catalog", members: list[Member], pairs: np.ndarray, 
 
 
 def find_duplicates(
-    catalog: "Catalog",
+    catalog: Catalog,
     threshold: float = DEFAULT_THRESHOLD,
     neighbours: int = DEFAULT_NEIGHBOURS,
     workers: int = 0,
@@ -316,7 +325,9 @@ def find_duplicates(
     return result
 
 
-def _verified_scores(catalog: "Catalog", members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result) -> np.ndarray:
+def _verified_scores(
+    catalog: Catalog, members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result
+) -> np.ndarray:
     """Pair scores after ORB verification of the pairs that can still pass, and the mirror re-check."""
     ids = np.array([m.image_id for m in members], dtype=np.int64)
     has_orb = "orb" in catalog.extractors
@@ -359,6 +370,23 @@ def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> lis
         components.setdefault(union.find(int(k)), []).append(int(k))
     groups = []
     for positions in components.values():
-        group_members = [Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions]
-        groups.append(make_group(group_members))
+        group_members = _one_per_file([Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions])
+        if len(group_members) >= 2:
+            groups.append(make_group(group_members))
     return sorted_groups(groups)
+
+
+def _one_per_file(group_members: list[Member]) -> list[Member]:
+    """One member per file on disk (step 5): of the paths naming one file, the one that is not a
+    symlink, then the first in sort order; it keeps the best score of them."""
+    by_file: dict[object, list[Member]] = {}
+    for m in group_members:
+        identity = images.path_identity(m.path)
+        key = (identity.device, identity.inode) if identity is not None else m.path
+        by_file.setdefault(key, []).append(m)
+    out = []
+    for names in by_file.values():
+        chosen = min(names, key=lambda m: (os.path.islink(m.path), m.path))
+        chosen.score = max(m.score for m in names)
+        out.append(chosen)
+    return out

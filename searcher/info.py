@@ -6,10 +6,8 @@ index is loaded; index facts come from each index's sidecar JSON and file size.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
-
 from typing import TYPE_CHECKING
 
 from searcher.errors import SearcherError
@@ -72,7 +70,7 @@ def _folder_bytes(directory: str) -> int:
     return total
 
 
-def _index_facts(catalog: "Catalog", versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
     from searcher.catalog.vectors import read_sidecar
 
     if catalog.milvus_uri:
@@ -84,11 +82,13 @@ def _index_facts(catalog: "Catalog", versions: dict[str, str | None], generation
             continue
         meta = read_sidecar(path)
         up_to_date = versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation
-        facts.append(IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date))
+        facts.append(
+            IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
+        )
     return facts
 
 
-def _collection_facts(catalog: "Catalog", versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+def _collection_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
     """The Milvus collections of the catalog's signatures: vectors held, and whether they are current."""
     from searcher.catalog.milvus import collection_properties
 
@@ -98,13 +98,15 @@ def _collection_facts(catalog: "Catalog", versions: dict[str, str | None], gener
         props = collection_properties(catalog.milvus_uri, collection)
         if props is None:
             continue
-        up_to_date = versions[name] is not None and props.get("version") == versions[name] and props.get("generation") == str(generation)
+        up_to_date = (
+            versions[name] is not None and props.get("version") == versions[name] and props.get("generation") == str(generation)
+        )
         where = f"milvus:{catalog.milvus_uri}#{collection}"
         facts.append(IndexFacts(name=name, path=where, vectors=props.get("count"), bytes=0, up_to_date=up_to_date))
     return facts
 
 
-def _disk(catalog: "Catalog") -> dict[str, int]:
+def _disk(catalog: Catalog) -> dict[str, int]:
     """Bytes of the database (a folder catalog's SQLite file with its WAL), the index files, the rest."""
     location = catalog.location
     # Closing the pooled connections lets SQLite fold its WAL back into the database file, so the
@@ -113,7 +115,9 @@ def _disk(catalog: "Catalog") -> dict[str, int]:
     database_bytes = 0 if location.is_folder else catalog.store.database_bytes()
     if location.is_folder:
         db = location.db_path
-        database_bytes = sum(os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists())
+        database_bytes = sum(
+            os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
+        )
     index_bytes = sum(p.stat().st_size for p in location.vector_dir.glob("index-*") if p.is_file())
     total = _folder_bytes(str(location.vector_dir))
     if not location.is_folder:  # the database is on a server; the folder holds only vector files
@@ -121,7 +125,7 @@ def _disk(catalog: "Catalog") -> dict[str, int]:
     return {"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total}
 
 
-def catalog_info(catalog: "Catalog") -> CatalogInfo:
+def catalog_info(catalog: Catalog) -> CatalogInfo:
     """Everything `searcher info` shows, gathered from the database, the sidecars and the file system."""
     from searcher.catalog.engine import head_revision
 
@@ -131,7 +135,8 @@ def catalog_info(catalog: "Catalog") -> CatalogInfo:
     stored = store.signature_counts()
     versions = {name: _current_version(name) for name in dict.fromkeys(name for name, _, _ in stored)}
     signatures = [
-        SignatureFacts(name, version, count, None if versions[name] is None else version == versions[name]) for name, version, count in stored
+        SignatureFacts(name, version, count, None if versions[name] is None else version == versions[name])
+        for name, version, count in stored
     ]
     location = catalog.location
     return CatalogInfo(

@@ -53,25 +53,33 @@ class Reporter:
     def failed(self, path: str, reason: str) -> None: ...
 
 
-def run(catalog: "Catalog", paths, options: IngestOptions | None = None, reporter: Reporter | None = None) -> IngestSummary:
+def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter: Reporter | None = None) -> IngestSummary:
     """Bring the catalog in line with the image files under `paths` (see the module docstring):
-    scan -> plan (diff) -> extract (process pool) -> apply (one writer) -> save the indexes."""
+    scan -> plan (diff) -> extract (process pool) -> apply (one writer) -> save the indexes.
+
+    Paths are catalogued with their symlinks resolved at the roots: a folder ingested once as
+    `real/` and once through `alias -> real` is one set of rows, never two copies of each file.
+    Symlinked files inside a folder keep their own path (a query may name either); searcher.dups
+    collapses paths that name one file (images.path_identity) and never moves such a file.
+    A folder that cannot be listed is not an empty folder: its rows are kept untouched.
+    """
+    from searcher.executors import parse_executor
     from searcher.features import build_extractors
     from searcher.ingest_apply import Writer
-    from searcher.ingest_plan import check_roots, plan, scan
+    from searcher.ingest_plan import check_roots, check_save_frames, plan, scan
     from searcher.ingest_work import run_tasks
-
-    from searcher.executors import parse_executor
 
     options = options or IngestOptions()
     parse_executor(options.executor)  # an unknown or uninstalled executor is refused before any change
     reporter = reporter or Reporter()
-    roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)])
+    roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)], reporter.warn)
+    check_save_frames(options.sampling.save_frames)
     summary = IngestSummary()
     extractors = build_extractors(options.signatures)
     skip = [str(catalog.location.vector_dir)]
-    scanned = scan(roots, skip, summary, reporter)
-    tasks, missing, known_hashes = plan(catalog, roots, scanned, extractors, options.sampling, reporter, summary)
+    unreadable: list = []
+    scanned = scan(roots, skip, summary, reporter, unreadable)
+    tasks, missing, known_hashes = plan(catalog, roots, scanned, extractors, options.sampling, reporter, summary, unreadable)
     if not tasks and not missing:
         return summary  # nothing changed: not even the indexes are opened
     writer = Writer(catalog, extractors, summary, reporter, missing, options.sampling.key())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from searcher.catalog.schema import KIND_CROP, KIND_FRAME, KIND_IMAGE, KIND_VIDEO, STATUS_FAILED, STATUS_OK, frame_key
+from searcher.errors import one_line
 from searcher.ingest_work import Result, Task
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class Changes:
 class Writer:
     """Applies results to the catalog in batched transactions, then to the indexes."""
 
-    def __init__(self, catalog: "Catalog", extractors, summary: "IngestSummary", reporter: "Reporter", missing: dict, sampling_key: str):
+    def __init__(
+        self, catalog: Catalog, extractors, summary: IngestSummary, reporter: Reporter, missing: dict, sampling_key: str
+    ):
         self.catalog = catalog
         self.extractors = {e.name: e for e in extractors}
         self.summary = summary
@@ -68,7 +71,7 @@ class Writer:
         changes = Changes()
         before = self._snapshot()
 
-        def apply(batch: "Batch") -> None:
+        def apply(batch: Batch) -> None:
             for result in self.pending:
                 self._apply(batch, result, changes)
 
@@ -86,7 +89,9 @@ class Writer:
 
     def _snapshot(self) -> tuple:
         """What applying a batch changes on this side of the database, to undo a failed attempt."""
-        counts = {key: getattr(self.summary, key) for key in ("added", "updated", "moved", "unchanged", "failed", "frames", "crops")}
+        counts = {
+            key: getattr(self.summary, key) for key in ("added", "updated", "moved", "unchanged", "failed", "frames", "crops")
+        }
         return counts, list(self.summary.failures), len(self.retry), dict(self.missing)
 
     def _restore(self, snapshot: tuple) -> None:
@@ -107,7 +112,7 @@ class Writer:
                 ids = np.array([i for i, _ in adds], dtype=np.int64)
                 index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
 
-    def _apply(self, batch: "Batch", result: Result, changes: Changes) -> None:
+    def _apply(self, batch: Batch, result: Result, changes: Changes) -> None:
         task = result.task
         row = batch.row_by_path(task.path)
         if result.error:
@@ -119,7 +124,7 @@ class Writer:
         else:
             self._apply_image(batch, row, task, result, changes)
 
-    def _apply_image(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_image(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         if row is not None and task.only is None and self._stored_meanwhile(batch, row, task, result):
             self.summary.unchanged += 1
             return
@@ -136,7 +141,7 @@ class Writer:
             changes.removes.append(row.id)  # signatures this run does not compute must not linger
         self._store_blobs(batch, row.id, result.blobs, changes)
 
-    def _stored_meanwhile(self, batch: "Batch", row, task: Task, result: Result) -> bool:
+    def _stored_meanwhile(self, batch: Batch, row, task: Task, result: Result) -> bool:
         """Another ingest (on a shared catalog) stored this very file since this one planned: same
         size, time and bytes, and every signature this run computed, at its version."""
         if (row.status, row.size, row.mtime_ns, row.sha256) != (STATUS_OK, task.size, task.mtime_ns, result.sha256):
@@ -144,7 +149,7 @@ class Writer:
         stored = {(name, version) for name, version, _ in batch.signatures_of(row.id)}
         return all((name, self.extractors[name].version) in stored for name in result.blobs)
 
-    def _apply_video(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_video(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
         if row is None:
             row = batch.new_row(task.path, KIND_VIDEO)
@@ -177,12 +182,12 @@ class Writer:
             else:
                 self.summary.frames += 1
 
-    def _store_blobs(self, batch: "Batch", image_id: int, blobs: dict[str, bytes], changes: Changes) -> None:
+    def _store_blobs(self, batch: Batch, image_id: int, blobs: dict[str, bytes], changes: Changes) -> None:
         for name, blob in blobs.items():
             batch.put_signature(image_id, name, self.extractors[name].version, blob)
             changes.adds.setdefault(name, []).append((image_id, blob))
 
-    def _record_failure(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _record_failure(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         if row is None:
             row = batch.new_row(task.path, KIND_VIDEO if task.video else KIND_IMAGE)
         elif row.status == STATUS_OK:
@@ -190,12 +195,13 @@ class Writer:
             batch.delete_signatures(row.id)
             changes.removes.extend(batch.drop_children(row.id))
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
         row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
+        row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))  # reported once the batch commits
+        self.summary.failures.append((task.path, reason))  # reported once the batch commits
 
-    def _apply_known_bytes(self, batch: "Batch", row, task: Task, result: Result, changes: Changes) -> None:
+    def _apply_known_bytes(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
         if row is not None and row.sha256 == result.sha256 and row.status == STATUS_OK:
             row.size, row.mtime_ns = task.size, task.mtime_ns  # touched, content unchanged
@@ -217,7 +223,7 @@ class Writer:
             return
         self._copy_signatures(batch, row, source, task, result, changes)
 
-    def _copy_signatures(self, batch: "Batch", row, source, task: Task, result: Result, changes: Changes) -> None:
+    def _copy_signatures(self, batch: Batch, row, source, task: Task, result: Result, changes: Changes) -> None:
         """A new or changed file whose bytes another row holds: that row's current signatures are its own."""
         if row is None:
             row = batch.new_row(task.path)

@@ -26,21 +26,42 @@ def under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def check_roots(paths: list[str]) -> list[str]:
-    """Absolute paths of the roots; a root that does not exist is a usage error."""
-    roots = []
+def check_roots(paths: list[str], warn=None) -> list[str]:
+    """Absolute roots with every symlink resolved (see searcher.ingest.run), each at most once;
+    a root that does not exist is a usage error."""
+    roots: list[str] = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
         if not os.path.exists(absolute):
             raise UsageError(f"no such file or folder: {p}")
-        roots.append(absolute)
+        real = os.path.realpath(absolute)
+        if real != absolute and warn is not None:
+            warn(f"{absolute} goes through a symbolic link: its files are catalogued under {real}")
+        if real not in roots:
+            roots.append(real)
     return roots
 
 
-def scan(roots: list[str], skip: list[str], summary: "IngestSummary", reporter: "Reporter") -> dict[str, images.FileStat]:
-    """Image and video files under the roots; a name that is not valid UTF-8 is a failure."""
+def check_save_frames(folder: str | None) -> None:
+    """--save-frames must be a folder we can write into: said once, before any work, not per video."""
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--save-frames {folder}: cannot create the folder: {e.strerror or e}") from None
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--save-frames {folder}: not a writable folder")
+
+
+def scan(
+    roots: list[str], skip: list[str], summary: IngestSummary, reporter: Reporter, unreadable: list[images.Unreadable]
+) -> dict[str, images.FileStat]:
+    """Image and video files under the roots; a name that is not valid UTF-8 is a failure. Folders
+    and files that cannot be read are added to `unreadable`."""
     scanned: dict[str, images.FileStat] = {}
-    for stat in images.scan_files(roots, skip=skip, extensions=images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS):
+    extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    for stat in images.scan_files(roots, skip=skip, extensions=extensions, unreadable=unreadable):
         try:
             stat.path.encode("utf-8")
         except UnicodeEncodeError:
@@ -52,7 +73,7 @@ def scan(roots: list[str], skip: list[str], summary: "IngestSummary", reporter: 
     return scanned
 
 
-def stale_rows(catalog: "Catalog", extractors) -> dict[int, list[str]]:
+def stale_rows(catalog: Catalog, extractors) -> dict[int, list[str]]:
     """File row id -> names of the signatures it lacks in their current version."""
     stale: dict[int, list[str]] = {}
     for extractor in extractors:
@@ -62,7 +83,27 @@ def stale_rows(catalog: "Catalog", extractors) -> dict[int, list[str]]:
     return stale
 
 
-def plan(catalog: "Catalog", roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter, summary):
+def keep_unreadable(rows: dict, unreadable: list[images.Unreadable], reporter: Reporter, summary: IngestSummary) -> None:
+    """Rows under a folder that could not be listed, or of a file that could not be stat()ed, are
+    neither missing nor changed: they are left untouched (and count as unchanged), said once each."""
+    for problem in unreadable:
+        if problem.folder:
+            kept = [path for path in rows if under(path, [problem.path])]
+        else:
+            kept = [problem.path] if problem.path in rows else []
+        for path in kept:
+            del rows[path]
+        summary.unchanged += len(kept)
+        what = "folder" if problem.folder else "file"
+        tail = (
+            f"; its {len(kept)} catalogued files are kept" if problem.folder else ("; its catalog entry is kept" if kept else "")
+        )
+        reporter.warn(f"cannot read {what} {problem.path}: {problem.reason}{tail}")
+
+
+def plan(
+    catalog: Catalog, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter, summary, unreadable=()
+):
     """(tasks, missing rows by path, known sha256 values): the scan split into work, without reading any file."""
     rows = {r.path: r for r in catalog.store.file_rows() if under(r.path, roots)}
     stale = stale_rows(catalog, extractors)
@@ -73,6 +114,8 @@ def plan(catalog: "Catalog", roots, scanned: dict[str, images.FileStat], extract
         row = rows.pop(path, None)
         if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
             tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.status == STATUS_FAILED and images.is_access_error(row.error):
+            tasks.append(Task(path, stat.size, stat.mtime_ns))  # chmod changes no mtime: try again
         elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
             tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
         elif row.id in stale:
@@ -80,6 +123,7 @@ def plan(catalog: "Catalog", roots, scanned: dict[str, images.FileStat], extract
         else:
             summary.unchanged += 1
             still_failed += row.status == STATUS_FAILED
+    keep_unreadable(rows, list(unreadable), reporter, summary)
     if still_failed:
         reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
     return tasks, rows, known_hashes

@@ -120,7 +120,7 @@ def _hash_file(path: str) -> str:
 
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with images.open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:
@@ -176,7 +176,7 @@ def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
         yield still[start : start + size]
 
 
-def run_tasks(tasks: list[Task], options: "IngestOptions", known_hashes: frozenset[str]) -> Iterator[list[Result]]:
+def run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
     """Results chunk by chunk, as they complete, from the executor named in the options."""
     workers = options.workers or os.cpu_count() or 1
     local = options.executor == "local"

@@ -1,6 +1,7 @@
 """Moves (`move_duplicates`): every member except the kept one goes to DEST/<group id>/<file name>;
 nothing is overwritten, nothing is deleted, the kept file is never moved, members already under
-DEST stay, and a group whose kept file is gone or changed since ingest is left alone. Each move is
+DEST stay, a group whose kept file is gone or changed since ingest is left alone, and a member
+that is a symlink, or that is the kept file under another name, is never moved. Each move is
 written to a JSON-lines log (before it is done, flushed to disk) and the catalog row is re-pointed
 to the new path, so the next ingest sees the file where it is; `undo_moves(log)` moves every file
 back and re-points the rows again.
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from searcher import images
 from searcher.errors import CatalogError, SearcherError, UsageError
 from searcher.keep import Group
 
@@ -74,7 +76,7 @@ def _move_file(source: str, target: str) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
         shutil.copystat(source, target)
         if os.path.getsize(target) != os.path.getsize(source):  # keep both rather than risk the only copy
-            raise OSError(f"copy to {target} is incomplete; the original is left in place")
+            raise OSError(f"copy to {target} is incomplete; the original is left in place") from None
     os.unlink(source)
 
 
@@ -98,7 +100,7 @@ def _why_not(move: Move, keep_of: dict, safe_groups: dict) -> str | None:
         keep = keep_of.get(move.group)
         ok = keep is not None and _unchanged(keep.path, keep.size, keep.mtime_ns)
         safe_groups[move.group] = None if ok else f"kept copy {keep.path if keep else '?'} is missing or changed since ingest"
-    reason = safe_groups[move.group]
+    reason = safe_groups[move.group] or _not_a_copy(move.source, keep_of[move.group].path)
     if reason is None and not _unchanged(move.source, move.size, move.mtime_ns):
         reason = "missing or changed since ingest (run searcher ingest)"
     if reason is None and os.path.lexists(move.target):
@@ -106,7 +108,21 @@ def _why_not(move: Move, keep_of: dict, safe_groups: dict) -> str | None:
     return reason
 
 
-def _log_move(log, move: Move, catalog: "Catalog | None") -> None:
+def _not_a_copy(source: str, kept: str) -> str | None:
+    """Why moving `source` would free nothing or break a link, else None."""
+    if os.path.islink(source):
+        return "is a symbolic link (moving it frees nothing)"
+    identity, kept_identity = images.path_identity(source), images.path_identity(kept)
+    if (
+        identity is not None
+        and kept_identity is not None
+        and (identity.device, identity.inode) == (kept_identity.device, kept_identity.inode)
+    ):
+        return f"is the kept file {kept} under another name"
+    return None
+
+
+def _log_move(log, move: Move, catalog: Catalog | None) -> None:
     """Append the move to the log and flush it to disk: the log knows of the move before the file system does."""
     entry = {
         "format": LOG_FORMAT,
@@ -125,7 +141,7 @@ def _log_move(log, move: Move, catalog: "Catalog | None") -> None:
 
 
 def move_duplicates(
-    groups: list[Group], moves: list[Move], log_path: str | os.PathLike, catalog: "Catalog | None" = None, warn=None
+    groups: list[Group], moves: list[Move], log_path: str | os.PathLike, catalog: Catalog | None = None, warn=None
 ) -> MoveOutcome:
     """Carry out planned moves: each logged (and flushed) before it is done, then the catalog row re-pointed."""
     warn = warn or (lambda message: None)
@@ -154,7 +170,7 @@ def move_duplicates(
     return outcome
 
 
-def _repoint(catalog: "Catalog", old: str, new: str, warn) -> None:
+def _repoint(catalog: Catalog, old: str, new: str, warn) -> None:
     """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it unchanged)."""
     if not catalog.store.repoint(old, new):
         warn(f"catalog already has a row for {new}; run searcher ingest to reconcile")
@@ -187,7 +203,7 @@ def read_log(log_path: str | os.PathLike) -> list[dict]:
     return entries
 
 
-def undo_moves(log_path: str | os.PathLike, catalog: "Catalog | None" = None, warn=None) -> UndoOutcome:
+def undo_moves(log_path: str | os.PathLike, catalog: Catalog | None = None, warn=None) -> UndoOutcome:
     """Move every logged file back, newest move first, never overwriting; re-point the catalog rows.
 
     The catalog is `catalog`, else the one each log line names. Entries already undone, or whose

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searcher import images, scoring
-from searcher.errors import ImageError, UsageError
+from searcher.errors import ImageError, UsageError, one_line
 from searcher.features.histogram import METHODS, HistogramExtractor
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class QueryResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def available_metrics(catalog: "Catalog") -> tuple[str, ...]:
+def available_metrics(catalog: Catalog) -> tuple[str, ...]:
     """The rankings this catalog can give: fused, then each signature it holds."""
     available = [m for m in VECTOR_METRICS if m in catalog.indexes]
     if "orb" in catalog.extractors:
@@ -63,7 +63,7 @@ def available_metrics(catalog: "Catalog") -> tuple[str, ...]:
     return ("fused", *available) if available else ()
 
 
-def _check(catalog: "Catalog", metric: str, hist_method: str) -> None:
+def _check(catalog: Catalog, metric: str, hist_method: str) -> None:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     if hist_method not in METHODS:
@@ -74,7 +74,7 @@ def _check(catalog: "Catalog", metric: str, hist_method: str) -> None:
 
 
 def query(
-    catalog: "Catalog",
+    catalog: Catalog,
     path: str,
     top: int = 10,
     metric: str = "fused",
@@ -87,12 +87,10 @@ def query(
     result = QueryResult(query=os.path.abspath(path))
     clock = time.perf_counter()
     try:
-        image = images.load_image(path, max_megapixels)
+        signatures = _query_signatures(catalog, images.load_image(path, max_megapixels).bgr)
     except ImageError as e:
         result.error = str(e)
         return result
-    # Each signature as a list of query variants (e.g. flips); a candidate's best variant counts.
-    signatures = {name: extractor.query_signatures(image.bgr) for name, extractor in catalog.extractors.items()}
     result.timings["extract"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -112,7 +110,15 @@ def query(
     return result
 
 
-def _candidates(catalog: "Catalog", signatures: dict, metric: str, shortlist: int) -> list[int]:
+def _query_signatures(catalog: Catalog, bgr: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Each signature as a list of query variants (e.g. flips); a candidate's best variant counts."""
+    try:
+        return {name: extractor.query_signatures(bgr) for name, extractor in catalog.extractors.items()}
+    except Exception as e:  # one image a feature library chokes on must not abort a folder of queries
+        raise ImageError(one_line(f"signature failed: {type(e).__name__}: {e}")) from None
+
+
+def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int) -> list[int]:
     """Union of the shortlists of the searched indexes, in the order found."""
     searched = [metric] if metric in VECTOR_METRICS else [m for m in VECTOR_METRICS if m in catalog.indexes]
     candidates: dict[int, None] = {}
@@ -125,7 +131,7 @@ def _candidates(catalog: "Catalog", signatures: dict, metric: str, shortlist: in
     return list(candidates)
 
 
-def _rerank(catalog: "Catalog", ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
+def _rerank(catalog: Catalog, ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
     """Fused order, the best `depth` verified with ORB: score (fused + v) / 2 (inliers alone for --metric orb)."""
     fused = scoring.fuse_rows([similarities[name] for name in similarities], len(ids))
     # The ORB metric ranks a deeper fused shortlist by inliers alone.
@@ -150,7 +156,7 @@ def _rerank(catalog: "Catalog", ids, similarities, raw, signatures: dict, metric
     return hits[:top]
 
 
-def _exact_scores(catalog: "Catalog", ids: list[int], signatures: dict, hist_method: str):
+def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_method: str):
     """Per metric, the similarity of every candidate (NaN where it lacks that signature) and raw values."""
     similarities: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
@@ -167,7 +173,7 @@ def _exact_scores(catalog: "Catalog", ids: list[int], signatures: dict, hist_met
     return similarities, raw
 
 
-def _raw_values(catalog: "Catalog", name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
+def _raw_values(catalog: Catalog, name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
     """hist: the compareHist value against the query; mse: the lowest MSE over the query's variants;
     cosine spaces (unit vectors stored): the highest cosine over the query's variants."""
     if name == "hist":
@@ -196,7 +202,7 @@ def _hit(image_id: int, score: float, similarities, raw, k: int) -> Hit:
     return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
 
-def _fill_paths(catalog: "Catalog", hits: list[Hit]) -> None:
+def _fill_paths(catalog: Catalog, hits: list[Hit]) -> None:
     if not hits:
         return
     found = catalog.store.hit_rows([h.image_id for h in hits])
@@ -208,7 +214,9 @@ def _fill_paths(catalog: "Catalog", hits: list[Hit]) -> None:
             hit.box = tuple(int(v) for v in box.split(",")) if box else None
 
 
-def query_paths(catalog: "Catalog", paths: list[str], top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya") -> list[QueryResult]:
+def query_paths(
+    catalog: Catalog, paths: list[str], top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya"
+) -> list[QueryResult]:
     """Query every image given (folders expand to the images inside them)."""
     files = images.expand_image_args(paths)
     for p in paths:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from searcher.catalog import Catalog
 
 
-def rebuild_indexes(catalog: "Catalog") -> dict[str, int]:
+def rebuild_indexes(catalog: Catalog) -> dict[str, int]:
     """Rebuild and save the index of every indexed signature present; returns vectors per index."""
     generation = catalog.generation
     counts = {}

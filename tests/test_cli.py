@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PHOTOS
 from typer.testing import CliRunner
 
 from searcher.cli import app
+
+from conftest import PHOTOS
 
 runner = CliRunner()
 

@@ -5,7 +5,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS, SAMPLE, transform
 from typer.testing import CliRunner
 
 from searcher import images
@@ -20,6 +19,8 @@ from searcher.scoring import (
     pair_score,
     required_inliers,
 )
+
+from conftest import PHOTOS, SAMPLE, transform
 
 NO_AE = ("hist", "mse", "orb")  # the verdict must not depend on whether autoencoder weights are installed here
 
@@ -136,20 +137,36 @@ def test_cli_compare_json_and_draw(tmp_path):
     copy = write_copy(tmp_path, PHOTOS[1], "cropped")
     drawing = tmp_path / "d.png"
     result = runner.invoke(
-        app, ["compare", str(PHOTOS[1]), str(copy), "--format", "json", "--draw", str(drawing), "--catalog", str(tmp_path / "none")],
+        app,
+        ["compare", str(PHOTOS[1]), str(copy), "--format", "json", "--draw", str(drawing), "--catalog", str(tmp_path / "none")],
         catch_exceptions=False,
     )
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["near_duplicate"] is True and data["a"] == str(PHOTOS[1])
-    for key in ("hist", "mse", "mse_oriented", "orb_matches", "orb_inliers", "sift_bf_matches", "sift_flann_matches", "sift_inliers", "ae_cosine", "fused", "score", "rule"):
+    for key in (
+        "hist",
+        "mse",
+        "mse_oriented",
+        "orb_matches",
+        "orb_inliers",
+        "sift_bf_matches",
+        "sift_flann_matches",
+        "sift_inliers",
+        "ae_cosine",
+        "fused",
+        "score",
+        "rule",
+    ):
         assert key in data
     assert set(data["hist"]) == {"correl", "chisqr", "intersect", "bhattacharyya"}
     assert cv2.imread(str(drawing)) is not None
 
 
 def test_cli_compare_table_ends_with_the_verdict(tmp_path):
-    result = runner.invoke(app, ["compare", str(PHOTOS[0]), str(PHOTOS[1]), "--catalog", str(tmp_path / "none")], catch_exceptions=False)
+    result = runner.invoke(
+        app, ["compare", str(PHOTOS[0]), str(PHOTOS[1]), "--catalog", str(tmp_path / "none")], catch_exceptions=False
+    )
     assert result.exit_code == 0
     assert "hist BHATTACHARYYA" in result.stdout and "SIFT matches, FLANN" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("not a near duplicate: score")

@@ -10,9 +10,7 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from conftest import SAMPLE
 from typer.testing import CliRunner
 
 from searcher.api import duplicates as find_duplicates
@@ -24,6 +22,8 @@ from searcher.errors import UsageError
 from searcher.ingest import IngestOptions
 from searcher.keep import Member, choose_keep, group_id
 from searcher.moves import plan_moves, read_log
+
+from conftest import SAMPLE
 
 SIGNATURES = ("hist", "mse", "orb")  # not ae: the figures below must not depend on installed weights
 runner = CliRunner()
@@ -186,7 +186,7 @@ def library(tmp_path):
     """A writable folder: three originals with their copies, and two distinct photos, ingested."""
     root = tmp_path / "lib"
     groups = list(manifest_groups(SAMPLE).items())[:3]
-    for original, members in groups:
+    for _original, members in groups:
         for path in members:
             target = root / Path(path).relative_to(SAMPLE)
             target.parent.mkdir(parents=True, exist_ok=True)

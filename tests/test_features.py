@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, transform
 
 from searcher import images
 from searcher.features.histogram import METHODS, HistogramExtractor
 from searcher.features.orb import OrbExtractor
 from searcher.features.thumbnail import ThumbnailExtractor
+
+from conftest import PHOTOS, transform
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,12 @@ import os
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS
 from PIL import Image
 
 from searcher import images
 from searcher.errors import ImageError
+
+from conftest import PHOTOS
 
 
 def test_decodes_a_photo_to_work_size_keeping_its_full_size():
@@ -87,14 +88,14 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
     path = tmp_path / "locked.jpg"
     path.write_bytes(PHOTOS[0].read_bytes())
-    real_open = open
+    real_open = os.open  # files are opened with os.open (O_NONBLOCK: a FIFO must not block)
 
     def refusing_open(file, *args, **kwargs):
         if os.fspath(file) == str(path):
             raise PermissionError(13, "Permission denied")
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", refusing_open)
+    monkeypatch.setattr("os.open", refusing_open)
     with pytest.raises(ImageError, match="permission denied"):
         images.load_image(path)
 

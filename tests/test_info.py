@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-from conftest import PHOTOS
 from typer.testing import CliRunner
 
 from searcher.api import info as catalog_info
@@ -13,6 +12,8 @@ from searcher.catalog.engine import head_revision
 from searcher.cli import app
 from searcher.errors import CatalogError
 from searcher.ingest import IngestOptions
+
+from conftest import PHOTOS
 
 
 @pytest.fixture

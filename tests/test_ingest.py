@@ -6,7 +6,6 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS, ingest_quiet
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -16,6 +15,8 @@ from searcher.catalog.engine import open_engine
 from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import UsageError
 from searcher.ingest import IngestOptions
+
+from conftest import PHOTOS, ingest_quiet
 
 SIGNATURES = ("hist", "mse", "orb")
 
@@ -43,7 +44,10 @@ def test_first_ingest_adds_everything_and_rerun_changes_nothing(photo_dir, locat
     rows, sigs = catalog_rows(location)
     assert sigs == 6 * len(SIGNATURES)
     assert all(r.status == "ok" and len(r.sha256) == 64 and r.width > 0 for r in rows.values())
-    index_files = lambda: {p.name: p.stat().st_mtime_ns for p in location.directory.glob("index-*")}
+
+    def index_files():
+        return {p.name: p.stat().st_mtime_ns for p in location.directory.glob("index-*")}
+
     before = index_files()
     assert run([photo_dir], location) == counts(unchanged=6)
     assert index_files() == before  # a no-op rerun does not even rewrite the indexes
@@ -115,7 +119,12 @@ def make_bad_files(folder):
     (folder / "notes.jpg").write_text("not an image at all\n")
     (folder / "empty.png").write_bytes(b"")
     (folder / "bomb.png").write_bytes(cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))[1].tobytes())
-    return {"truncated.jpg": "truncated", "notes.jpg": "not a recognised image", "empty.png": "empty file", "bomb.png": "max-megapixels"}
+    return {
+        "truncated.jpg": "truncated",
+        "notes.jpg": "not a recognised image",
+        "empty.png": "empty file",
+        "bomb.png": "max-megapixels",
+    }
 
 
 class Recorder:
@@ -219,7 +228,13 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
     assert summary.counts() == counts(updated=6)
     engine = open_engine(location)
     with Session(engine) as s:
-        versions = dict(s.execute(select(SignatureRow.extractor, func.group_concat(SignatureRow.version.distinct())).group_by(SignatureRow.extractor)).all())
+        versions = dict(
+            s.execute(
+                select(SignatureRow.extractor, func.group_concat(SignatureRow.version.distinct())).group_by(
+                    SignatureRow.extractor
+                )
+            ).all()
+        )
     engine.dispose()
     assert versions == {"hist": "2", "mse": "1", "orb": "1"}
     assert run([photo_dir], location) == counts(unchanged=6)

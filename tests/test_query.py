@@ -2,11 +2,12 @@
 
 import cv2
 import pytest
-from conftest import PHOTOS, TRANSFORMS, transform
 
 from searcher.api import query_paths
 from searcher.catalog import Catalog
 from searcher.errors import CatalogError, UsageError
+
+from conftest import PHOTOS, TRANSFORMS, transform
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,9 @@ def test_edited_copy_ranks_its_original_in_the_top_3_of_the_fused_ranking(search
     cv2.imwrite(str(query), transform(cv2.imread(str(photo)), kind))
     hits = searcher.query_result(str(query), top=10).hits
     paths = [h.path for h in hits]
-    assert str(photo) in paths[:3], f"{kind} copy of {photo.name}: original at {paths.index(str(photo)) + 1 if str(photo) in paths else 'absent'}"
+    assert str(photo) in paths[:3], (
+        f"{kind} copy of {photo.name}: original at {paths.index(str(photo)) + 1 if str(photo) in paths else 'absent'}"
+    )
     original_score = hits[paths.index(str(photo))].score
     unrelated = [h.score for h in hits if h.path != str(photo)]
     assert all(score < original_score for score in unrelated)

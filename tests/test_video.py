@@ -3,12 +3,13 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import PHOTOS
 
 from searcher.api import ingest
 from searcher.catalog import Catalog
 from searcher.ingest import IngestOptions
 from searcher.video import MovingPeopleDetector, Sampling, sample_video
+
+from conftest import PHOTOS
 
 SIGNATURES = ("hist", "mse", "orb")
 
@@ -40,8 +41,6 @@ def walker_frames(n=60):
         cv2.circle(frame, (x + 11, 90), 10, (20, 20, 20), -1)
         frames.append(frame)
     return frames
-
-
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ ingest, query, dups, moves, info and compare take a Catalog and hold no SQL.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -32,10 +33,11 @@ class Catalog:
     benchmarks are clients of them.
     """
 
-    def __init__(self, location: CatalogLocation, store: "Store", warn: Warn | None = None):
+    def __init__(self, location: CatalogLocation, store: Store, warn: Warn | None = None):
         self.location = location
         self.store = store
-        self.warn: Warn = warn or (lambda message: None)
+        # Without a callback, warnings (stale signatures, rebuilt indexes...) go to the "searcher" logger.
+        self.warn: Warn = warn or logging.getLogger("searcher").warning
         self._extractors: dict[str, Extractor] | None = None
         self._indexes: dict[str, VectorIndex] | None = None
 
@@ -47,7 +49,7 @@ class Catalog:
         create: bool = True,
         warn: Warn | None = None,
         vectors: str | None = None,
-    ) -> "Catalog":
+    ) -> Catalog:
         """Open (by default creating) the catalog at `location`: a folder path, a database URL
         (postgresql+psycopg://...), a CatalogLocation, or None for $SEARCHER_CATALOG, else ./.searcher.
         `vectors`: "hnsw" or "milvus:URI" (else $SEARCHER_VECTORS, else hnsw). `warn` receives one-line warnings."""
@@ -60,7 +62,7 @@ class Catalog:
     def close(self) -> None:
         self.store.dispose()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -76,7 +78,7 @@ class Catalog:
         return self.store.generation()
 
     @property
-    def extractors(self) -> dict[str, "Extractor"]:
+    def extractors(self) -> dict[str, Extractor]:
         """The extractors of the signatures stored in the catalog (warning once about stale rows)."""
         if self._extractors is None:
             from searcher.features import build_extractor
@@ -87,12 +89,14 @@ class Catalog:
                 extractor = build_extractor(name)
                 stale = sum(n for sig, version, n in stored if sig == name and version != extractor.version)
                 if stale:
-                    self.warn(f"{stale} {name} signature(s) are from another extractor version; run `searcher ingest` to refresh them")
+                    self.warn(
+                        f"{stale} {name} signature(s) are from another extractor version; run `searcher ingest` to refresh them"
+                    )
                 self._extractors[name] = extractor
         return self._extractors
 
     @property
-    def indexes(self) -> dict[str, "VectorIndex"]:
+    def indexes(self) -> dict[str, VectorIndex]:
         """The vector index of every indexed signature in the catalog, loaded (or rebuilt) once."""
         if self._indexes is None:
             generation = self.generation
@@ -101,7 +105,7 @@ class Catalog:
             }
         return self._indexes
 
-    def load_index(self, extractor: "Extractor", generation: int, warn: Warn | None = None) -> "VectorIndex":
+    def load_index(self, extractor: Extractor, generation: int, warn: Warn | None = None) -> VectorIndex:
         """The saved index of one extractor if it matches `generation`, else rebuilt from the catalog."""
         from searcher.catalog import milvus, vectors
 
@@ -109,10 +113,14 @@ class Catalog:
             return self.store.iter_signatures(extractor.name, extractor.version)
 
         if self.milvus_uri:
-            return milvus.load_or_rebuild(self.milvus_uri, self.collection(extractor.name), extractor, generation, batches, warn or self.warn)
-        return vectors.load_or_rebuild(self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn)
+            return milvus.load_or_rebuild(
+                self.milvus_uri, self.collection(extractor.name), extractor, generation, batches, warn or self.warn
+            )
+        return vectors.load_or_rebuild(
+            self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn
+        )
 
-    def rebuild_index(self, extractor: "Extractor") -> "VectorIndex":
+    def rebuild_index(self, extractor: Extractor) -> VectorIndex:
         """A fresh index of one extractor built from the catalog (not saved)."""
         from searcher.catalog import milvus, vectors
 
@@ -134,6 +142,13 @@ class Catalog:
         from searcher.catalog.milvus import collection_name
 
         return collection_name(self.store.catalog_id(), signature)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The rankings a query can ask of this catalog: fused, then each signature it holds."""
+        from searcher.query import available_metrics
+
+        return available_metrics(self)
 
     def changed(self) -> None:
         """Forget the loaded extractors and indexes: the catalog changed under them."""
@@ -187,7 +202,9 @@ class Catalog:
         neighbours = dups.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
         return dups.find_duplicates(self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter)
 
-    def find_duplicates(self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None) -> list:
+    def find_duplicates(
+        self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None
+    ) -> list:
         """Near-duplicate groups (.id .keep .members, each member .path .score), biggest first."""
         return self.duplicates(threshold, neighbours, workers, reporter).groups
 

@@ -99,7 +99,7 @@ class MilvusIndex:
     # ---- life cycle ----
 
     @classmethod
-    def load(cls, uri: str, name: str, dim: int, space: str, version: str, generation: int) -> "MilvusIndex":
+    def load(cls, uri: str, name: str, dim: int, space: str, version: str, generation: int) -> MilvusIndex:
         """The collection if it reflects this catalog generation, else MilvusUnusable saying why."""
         index = cls(uri, name, dim, space, version)
         if not index.client.has_collection(name):
@@ -131,13 +131,23 @@ class MilvusIndex:
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         params = self.client.prepare_index_params()
-        params.add_index(field_name="vector", index_type="HNSW", metric_type=self.metric, params={"M": M, "efConstruction": EF_CONSTRUCTION})
+        params.add_index(
+            field_name="vector", index_type="HNSW", metric_type=self.metric, params={"M": M, "efConstruction": EF_CONSTRUCTION}
+        )
         # Strong: a search sees every write acknowledged before it (ingest then query at once).
-        self.client.create_collection(self.name, schema=schema, index_params=params, consistency_level="Strong", properties=self._properties(-1))
+        self.client.create_collection(
+            self.name, schema=schema, index_params=params, consistency_level="Strong", properties=self._properties(-1)
+        )
         self._ids = set()
 
     def _properties(self, generation: int) -> dict[str, str]:
-        props = {"format": FORMAT, "dim": str(self.dim), "space": self.space, "version": self.version, "generation": str(generation)}
+        props = {
+            "format": FORMAT,
+            "dim": str(self.dim),
+            "space": self.space,
+            "version": self.version,
+            "generation": str(generation),
+        }
         return {f"searcher.{k}": v for k, v in props.items()}
 
     def save(self, generation: int) -> None:
@@ -179,7 +189,10 @@ class MilvusIndex:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         known = self._known()
         for start in range(0, len(ids), WRITE_BATCH):
-            rows = [{"id": int(i), "vector": v.tolist()} for i, v in zip(ids[start : start + WRITE_BATCH], vectors[start : start + WRITE_BATCH])]
+            rows = [
+                {"id": int(i), "vector": v.tolist()}
+                for i, v in zip(ids[start : start + WRITE_BATCH], vectors[start : start + WRITE_BATCH])
+            ]
             self.client.upsert(self.name, rows)
         known.update(int(i) for i in ids)
 
@@ -208,7 +221,9 @@ class MilvusIndex:
         params = {"metric_type": self.metric, "params": {"ef": max(MIN_EF_SEARCH, 2 * k)}}
         for start in range(0, len(vectors), SEARCH_BATCH):
             batch = vectors[start : start + SEARCH_BATCH]
-            answers = self.client.search(self.name, data=batch.tolist(), limit=k, anns_field="vector", search_params=params, output_fields=["id"])
+            answers = self.client.search(
+                self.name, data=batch.tolist(), limit=k, anns_field="vector", search_params=params, output_fields=["id"]
+            )
             for row, hits in enumerate(answers, start):
                 labels[row, : len(hits)] = [int(h["id"]) for h in hits]
                 distances[row, : len(hits)] = [h["distance"] for h in hits]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from searcher.catalog.engine import current_revision
 from searcher.catalog.schema import (
     GENERATION_KEY,
+    KIND_CROP,
     KIND_IMAGE,
     KIND_VIDEO,
     STATUS_OK,
@@ -156,6 +157,17 @@ class Store:
             session.commit()
         return True
 
+    def paths(self) -> dict[int, str]:
+        """id -> path of every row (frames and crops have their frame key)."""
+        with self.session() as session:
+            return dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+
+    def crop_rows(self) -> list[tuple[int, int, str]]:
+        """(id, frame index, "x,y,w,h") of every person crop."""
+        query = select(ImageRow.id, ImageRow.frame_index, ImageRow.box).where(ImageRow.kind == KIND_CROP)
+        with self.session() as session:
+            return [tuple(row) for row in session.execute(query)]
+
     def status_counts(self) -> dict[str, int]:
         with self.session() as session:
             return dict(session.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
@@ -167,10 +179,17 @@ class Store:
     # ---- what an ingest plans with ----
 
     def file_rows(self) -> list:
-        """(id, path, size, mtime_ns, status, kind, sampling) of every row that is a file (not a frame or crop).
+        """(id, path, size, mtime_ns, status, kind, sampling, error) of every row that is a file (not a frame or crop).
         Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most."""
         query = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
         ).where(ImageRow.parent_id.is_(None))
         with self.session() as session:
             return session.execute(query).all()
@@ -189,13 +208,13 @@ class Store:
             return frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
 
     @contextmanager
-    def batch(self) -> Iterator["Batch"]:
+    def batch(self) -> Iterator[Batch]:
         """One transaction of ingest writes, committed when the block ends without an error."""
         with self.session() as session:
             yield Batch(session)
             session.commit()
 
-    def run_batch(self, apply: Callable[["Batch"], None], undo: Callable[[], None]) -> None:
+    def run_batch(self, apply: Callable[[Batch], None], undo: Callable[[], None]) -> None:
         """apply(batch) in one transaction; when a concurrent writer made it fail (the same path
         inserted twice, a deadlock, a serialization failure), `undo()` forgets what the attempt
         counted and the whole transaction runs again, after a short random wait."""
@@ -242,7 +261,9 @@ class Batch:
         """Insert or replace one signature in a single statement (no read-then-write race)."""
         values = {"image_id": image_id, "extractor": name, "version": version, "data": blob}
         self.session.flush()  # the image row first: the upsert bypasses the unit of work
-        self.session.execute(_upsert(self.session.get_bind(), SignatureRow, values, ["image_id", "extractor"], ["version", "data"]))
+        self.session.execute(
+            _upsert(self.session.get_bind(), SignatureRow, values, ["image_id", "extractor"], ["version", "data"])
+        )
 
     def delete_signatures(self, image_id: int) -> None:
         self.session.execute(delete(SignatureRow).where(SignatureRow.image_id == image_id))

@@ -20,7 +20,9 @@ from searcher.errors import CatalogError
 CHUNK = 2000  # rows per INSERT (executemany): well under every driver's parameter limit
 
 
-def copy_catalog(source: Engine, destination: Engine, tables, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+def copy_catalog(
+    source: Engine, destination: Engine, tables, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
     """Copy every row of `tables` (images first: children reference it) -> rows copied per table."""
     images = next(t for t in tables if t.name == "images")
     with destination.begin() as dst:

@@ -61,7 +61,7 @@ class HnswIndex:
         return self.path.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> "HnswIndex":
+    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> HnswIndex:
         """The saved index, or IndexUnusable saying why it cannot be trusted."""
         index = cls(path, dim, space, version, empty=False)
         if not index.path.exists() or not index.sidecar_path.exists():

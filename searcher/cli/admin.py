@@ -10,7 +10,9 @@ from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err, o
 
 
 def migrate(
-    to: str = typer.Option(..., "--to", help="Destination: a database URL (postgresql+psycopg://USER@HOST/DB) or a folder; must hold no images."),
+    to: str = typer.Option(
+        ..., "--to", help="Destination: a database URL (postgresql+psycopg://USER@HOST/DB) or a folder; must hold no images."
+    ),
     catalog: Optional[str] = CatalogOption,
     vectors: Optional[str] = VectorsOption,
 ) -> None:

@@ -17,6 +17,8 @@ CatalogOption = typer.Option(
     envvar="SEARCHER_CATALOG",
     help="Catalog folder, or database URL (postgresql+psycopg://USER@HOST/DB) [default: $SEARCHER_CATALOG, else ./.searcher]",
     show_default=False,
+    # A string, not a Path: a database URL's "//" must survive (a Path would collapse it).
+    metavar="<path>",
 )
 VectorsOption = typer.Option(
     None,

@@ -45,9 +45,13 @@ def compare(
     b: Path = typer.Argument(..., help="Second image."),
     catalog: Optional[str] = CatalogOption,
     vectors: Optional[str] = VectorsOption,
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."),
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."
+    ),
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False),
+    draw: Optional[Path] = typer.Option(
+        None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False
+    ),
 ) -> None:
     """Every measure between two images (histograms, MSE, ORB, SIFT, autoencoder) and the near-duplicate verdict.
 
@@ -73,7 +77,15 @@ def compare(
     table = Table(title=f"A {result.a}\nB {result.b}", title_justify="left")
     for column in ("measure", "value", "reads"):
         table.add_column(column, justify="right" if column == "value" else "left")
-    rows = [
+    for row in _comparison_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    out.print(result.explanation, markup=False)
+
+
+def _comparison_rows(result) -> list[tuple[str, str, str]]:
+    """(measure, value, how to read it) for the compare table."""
+    return [
         ("size A / B", f"{result.size_a[0]}x{result.size_a[1]} / {result.size_b[0]}x{result.size_b[1]}", "full size, pixels"),
         ("hist CORREL", _fmt(result.hist["correl"]), "HSV H-S histogram; 1 = identical, 0 = unrelated"),
         ("hist CHISQR", _fmt(result.hist["chisqr"]), "0 = identical, larger = more different"),
@@ -81,20 +93,32 @@ def compare(
         ("hist BHATTACHARYYA", _fmt(result.hist["bhattacharyya"]), "0 = identical, 1 = nothing in common"),
         ("MSE", _fmt(result.mse, 5), "16x16 grey thumbnails as they are; 0 = identical"),
         ("MSE, best orientation", _fmt(result.mse_oriented, 5), f"A {result.orientation}"),
-        ("ORB matches", str(result.orb_matches), f"cross-checked, of {result.orb_keypoints[0]} / {result.orb_keypoints[1]} keypoints"),
-        ("ORB RANSAC inliers", str(result.orb_inliers), "matches consistent with one homography" + (" (A mirrored)" if result.orb_mirrored else "")),
-        ("SIFT matches, brute force", str(result.sift_bf_matches), f"Lowe ratio 0.75, of {result.sift_keypoints[0]} / {result.sift_keypoints[1]} keypoints"),
+        (
+            "ORB matches",
+            str(result.orb_matches),
+            f"cross-checked, of {result.orb_keypoints[0]} / {result.orb_keypoints[1]} keypoints",
+        ),
+        (
+            "ORB RANSAC inliers",
+            str(result.orb_inliers),
+            "matches consistent with one homography" + (" (A mirrored)" if result.orb_mirrored else ""),
+        ),
+        (
+            "SIFT matches, brute force",
+            str(result.sift_bf_matches),
+            f"Lowe ratio 0.75, of {result.sift_keypoints[0]} / {result.sift_keypoints[1]} keypoints",
+        ),
         ("SIFT matches, FLANN", str(result.sift_flann_matches), "Lowe ratio 0.75, KD-tree"),
         ("SIFT RANSAC inliers", str(result.sift_inliers), "of the brute-force matches"),
-        ("autoencoder cosine", _fmt(result.ae_cosine), "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature"),
+        (
+            "autoencoder cosine",
+            _fmt(result.ae_cosine),
+            "1 = same latent" if result.ae_cosine is not None else "no autoencoder signature",
+        ),
         ("autoencoder cosine, best orientation", _fmt(result.ae_cosine_oriented), "of A's flips and rotations (as a query)"),
         ("fused", _fmt(result.fused), "mean of " + ", ".join(f"{k} {v:.3f}" for k, v in result.similarities.items())),
         ("score", _fmt(result.score), "(fused + orb) / 2, orb = clip((inliers - 8) / 24, 0, 1)"),
     ]
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
-    out.print(result.explanation, markup=False)
 
 
 class _Progress:
@@ -120,14 +144,27 @@ class _Progress:
 def dups(
     catalog: Optional[str] = CatalogOption,
     vectors: Optional[str] = VectorsOption,
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."),
-    neighbours: int = typer.Option(DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."),
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are linked: (fused + orb) / 2."
+    ),
+    neighbours: int = typer.Option(
+        DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
+    ),
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
     fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False),
-    move_to: Optional[Path] = typer.Option(None, "--move-to", help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).", file_okay=False),
+    html_path: Optional[Path] = typer.Option(
+        None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False
+    ),
+    move_to: Optional[Path] = typer.Option(
+        None,
+        "--move-to",
+        help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).",
+        file_okay=False,
+    ),
     yes: bool = typer.Option(False, "--yes", help="With --move-to: really move the files."),
-    log: Optional[Path] = typer.Option(None, "--log", help="With --move-to --yes: the move log [default: DIR/searcher-moves-<time>.jsonl].", dir_okay=False),
+    log: Optional[Path] = typer.Option(
+        None, "--log", help="With --move-to --yes: the move log [default: DIR/searcher-moves-<time>.jsonl].", dir_okay=False
+    ),
 ) -> None:
     """Group the whole catalog into near-duplicate groups and suggest the copy to keep in each.
 
@@ -169,10 +206,18 @@ def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> Non
     if not yes:
         for move in moves:
             err.print(f"would move {move.source} -> {move.target}", markup=False)
-        err.print(f"dry run: {len(moves)} file(s) would be moved to {move_to.resolve()}; nothing moved (add --yes to move them)", markup=False)
+        err.print(
+            f"dry run: {len(moves)} file(s) would be moved to {move_to.resolve()}; nothing moved (add --yes to move them)",
+            markup=False,
+        )
         return
     if not moves:
-        err.print(f"nothing to move: every group's other copies are already under {move_to.resolve()}" if result.groups else "nothing to move", markup=False)
+        err.print(
+            f"nothing to move: every group's other copies are already under {move_to.resolve()}"
+            if result.groups
+            else "nothing to move",
+            markup=False,
+        )
         return
     log_path = log or default_log_path(move_to)
     outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
@@ -204,13 +249,22 @@ def _print_groups(result, fmt: DupsFormat) -> None:
         for g in result.groups:
             lines.append(f"{g.id}  {len(g.members)} images  keep: {g.keep_reason}")
             for m in g.members:
-                lines.append(f"  {'keep' if m is g.keep else '    '}  {m.score:.3f}  {f'{m.width}x{m.height}':>11}  {m.size:>10}  {m.path}")
+                lines.append(
+                    f"  {'keep' if m is g.keep else '    '}  {m.score:.3f}  {f'{m.width}x{m.height}':>11}  {m.size:>10}  {m.path}"
+                )
         out.print("\n".join(lines), markup=False)
 
 
 def undo(
     log: Path = typer.Argument(..., help="A move log written by `searcher dups --move-to DIR --yes`.", dir_okay=False),
-    catalog: Optional[str] = typer.Option(None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog to re-point [default: the one the log names]", show_default=False),
+    catalog: Optional[str] = typer.Option(
+        None,
+        "--catalog",
+        envvar="SEARCHER_CATALOG",
+        help="Catalog to re-point [default: the one the log names]",
+        show_default=False,
+        metavar="<path>",
+    ),
     vectors: Optional[str] = VectorsOption,
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""
@@ -247,7 +301,9 @@ def info(
         state = "up to date" if i.up_to_date else "out of date (rebuilt on next use)"
         lines.append(f"index       {i.name}: {i.vectors} vectors, {_bytes(i.bytes)} ({state})")
     d = facts.disk
-    lines.append(f"disk        {_bytes(d['total'])} (database {_bytes(d['database'])}, indexes {_bytes(d['indexes'])}, other {_bytes(d['other'])})")
+    lines.append(
+        f"disk        {_bytes(d['total'])} (database {_bytes(d['database'])}, indexes {_bytes(d['indexes'])}, other {_bytes(d['other'])})"
+    )
     out.print("\n".join(lines), markup=False)
 
 

@@ -54,12 +54,23 @@ def ingest(
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
     every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
     scene_change: Optional[float] = typer.Option(
-        None, "--scene-change", min=0.001, max=1.0, help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every."
+        None,
+        "--scene-change",
+        min=0.001,
+        max=1.0,
+        help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every.",
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
-    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder."),
+    save_frames: Optional[Path] = typer.Option(
+        None,
+        "--save-frames",
+        help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
+    ),
     executor: str = typer.Option(
-        "local", "--executor", envvar="SEARCHER_EXECUTOR", help="Where extraction runs: local (process pool), ray (a local Ray, or $RAY_ADDRESS) or ray://HOST:PORT."
+        "local",
+        "--executor",
+        envvar="SEARCHER_EXECUTOR",
+        help="Where extraction runs: local (process pool), ray (a local Ray, or $RAY_ADDRESS) or ray://HOST:PORT.",
     ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
@@ -69,7 +80,9 @@ def ingest(
     from searcher.ingest import IngestOptions
     from searcher.video import Sampling
 
-    sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
+    sampling = Sampling(
+        every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None
+    )
     options = IngestOptions(
         workers=workers,
         max_megapixels=max_megapixels,
@@ -93,15 +106,26 @@ def query(
     catalog: Optional[str] = CatalogOption,
     vectors: Optional[str] = VectorsOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
-    metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
-    hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
+    metric: Metric = typer.Option(
+        Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."
+    ),
+    hist_method: HistMethod = typer.Option(
+        HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."
+    ),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
     """Find the nearest catalog images to each query image."""
     from searcher import api
 
-    results = api.query_paths([str(p) for p in paths], catalog_at(catalog, vectors), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
+    results = api.query_paths(
+        [str(p) for p in paths],
+        catalog_at(catalog, vectors),
+        top=top,
+        metric=metric.value,
+        hist_method=hist_method.value,
+        warn=warn,
+    )
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
@@ -117,7 +141,12 @@ def query(
 
 
 def _hit_dict(rank: int, hit) -> dict:
-    entry = {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
+    entry = {
+        "rank": rank,
+        "path": hit.path,
+        "score": round(hit.score, 6),
+        "scores": {k: round(v, 6) for k, v in hit.scores.items()},
+    }
     if hit.frame is not None:  # a video frame or person crop: path is the video
         entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
     return entry
@@ -148,7 +177,11 @@ def _print_results(results, fmt: Format) -> None:
         writer.writerow(["query", "rank", "path", "frame", "time", "box", "score", *keys])
         for r in results:
             for rank, hit in enumerate(r.hits, 1):
-                video = (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "") if hit.frame is not None else ("", "", "")
+                video = (
+                    (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "")
+                    if hit.frame is not None
+                    else ("", "", "")
+                )
                 writer.writerow([r.query, rank, hit.path, *video, f"{hit.score:.6f}", *(_fmt(hit.scores.get(k)) for k in keys)])
         sys.stdout.write(buffer.getvalue())
     else:

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
-
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
+MIN_SIDE = 2  # ORB's pyramid resize asserts on a one-pixel side (such an image has no keypoints anyway)
 split = split_orb  # the packed row layout is scoring's (x, y as float16, 32-byte descriptor)
 
 
@@ -30,6 +30,10 @@ class OrbExtractor(Extractor):
 
     def extract(self, image: np.ndarray) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if min(grey.shape[:2]) < MIN_SIDE:
+            # ORB finds nothing within 31 pixels of a border anyway, and its pyramid resize
+            # asserts on a one-pixel side: such an image simply has no keypoints.
+            return np.zeros((0, ROW_BYTES), dtype=np.uint8)
         keypoints, descriptors = cv2.ORB_create(nfeatures=self.max_features).detectAndCompute(grey, None)
         if len(keypoints) < self.max_features // 4:
             orb = cv2.ORB_create(nfeatures=self.max_features, fastThreshold=5)

@@ -73,7 +73,9 @@ class PostgresCluster:
         run([self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"])
 
     def stop(self) -> None:
-        subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60)
+        subprocess.run(
+            _as_server_user([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str) -> str:

@@ -12,6 +12,7 @@ from searcher.errors import UsageError
 from searcher.executors import make_executor, parse_executor
 from searcher.features import build_extractor
 from searcher.ingest import IngestOptions
+
 from conftest import PHOTOS
 
 pytestmark = pytest.mark.backends
@@ -21,7 +22,9 @@ def _signatures(location: CatalogLocation) -> dict[tuple[str, str], bytes]:
     engine = create_engine(location.url)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(ImageRow.path, SignatureRow.extractor, SignatureRow.data).join(SignatureRow, SignatureRow.image_id == ImageRow.id)
+            select(ImageRow.path, SignatureRow.extractor, SignatureRow.data).join(
+                SignatureRow, SignatureRow.image_id == ImageRow.id
+            )
         ).all()
     engine.dispose()
     return {(path.rsplit("/", 1)[-1], name): data for path, name, data in rows}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import PHOTOS
 
 # Runs the CLI with the extras' modules made unimportable, as in an install without them.
@@ -20,7 +21,9 @@ main()
 
 
 def _searcher_without_extras(*args, cwd):
-    return subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.mark.slow

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from searcher.errors import UsageError
-
-from searcher.catalog.vectors import HnswIndex
 from searcher.catalog.location import parse_vectors
 from searcher.catalog.milvus import MilvusIndex, MilvusUnusable, collection_name
+from searcher.catalog.vectors import HnswIndex
+from searcher.errors import UsageError
 
 pytestmark = pytest.mark.backends
 

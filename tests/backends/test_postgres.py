@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, SAMPLE
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import ProgrammingError
 
@@ -21,6 +18,8 @@ from searcher.catalog import Catalog
 from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import CatalogError
 from searcher.ingest import IngestOptions
+
+from conftest import PHOTOS, SAMPLE
 
 pytestmark = pytest.mark.backends
 QUERIES = sorted((SAMPLE / "copies").iterdir()) + PHOTOS
@@ -73,7 +72,9 @@ def _env(tmp_path) -> dict:
 def test_two_concurrent_ingests_of_overlapping_folders_store_every_file_once(pg_url, tmp_path):
     files = QUERIES  # 48 files; each ingest is given 32 of them, 16 in common, in opposite orders
     shares = (files[:32], files[16:][::-1])
-    runs = [_cli("ingest", *share, "--catalog", pg_url, "--workers", "1", "--format", "json", env=_env(tmp_path)) for share in shares]
+    runs = [
+        _cli("ingest", *share, "--catalog", pg_url, "--workers", "1", "--format", "json", env=_env(tmp_path)) for share in shares
+    ]
     summaries = []
     for run in runs:
         out, err = run.communicate(timeout=300)
@@ -110,12 +111,12 @@ def test_an_ingest_killed_mid_way_resumes_without_losing_anything(pg_url, tmp_pa
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    for photo in PHOTOS:  # 96 distinct files, large enough that the ingest takes several commits
+    for photo in PHOTOS:  # 144 distinct files: the ingest takes many commits (one per ~2 s)
         big = cv2.resize(cv2.imread(str(photo)), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         data = cv2.imencode(".jpg", big)[1].tobytes()
-        for round_ in range(4):  # a byte appended after the JPEG's end changes the hash, not the image
+        for round_ in range(6):  # a byte appended after the JPEG's end changes the hash, not the image
             (folder / f"{round_}-{photo.name}").write_bytes(data + bytes([round_]))
-    total = 4 * len(PHOTOS)
+    total = 6 * len(PHOTOS)
     first = _cli("ingest", folder, "--catalog", pg_url, "--workers", "1", env=_env(tmp_path))
     committed = _wait_for_rows(pg_url, 1, first)
     first.send_signal(signal.SIGKILL)
@@ -131,8 +132,8 @@ def test_an_ingest_killed_mid_way_resumes_without_losing_anything(pg_url, tmp_pa
     paths, signatures = _rows(pg_url)
     assert sorted(paths) == sorted(str(p) for p in folder.iterdir()) and signatures == SIGNATURES * total
     with Catalog.open(pg_url) as catalog:  # the index saved by the killed run is not trusted
-        copies = {str(folder / f"{round_}-{PHOTOS[5].name}") for round_ in range(4)}  # the same pixels
-        assert {hit.path for hit in catalog.query(PHOTOS[5], top=4)} == copies
+        copies = {str(folder / f"{round_}-{PHOTOS[5].name}") for round_ in range(6)}  # the same pixels
+        assert {hit.path for hit in catalog.query(PHOTOS[5], top=6)} == copies
 
 
 def test_a_sqlite_catalog_moves_to_postgresql_with_its_ids(pg_url, tmp_path, monkeypatch):
@@ -146,7 +147,7 @@ def test_a_sqlite_catalog_moves_to_postgresql_with_its_ids(pg_url, tmp_path, mon
     assert counts == {"catalog_state": 1, "images": 6, "signatures": 18}
     with pytest.raises(CatalogError, match="already holds 6 images"):
         api.migrate(tmp_path / "folder", pg_url)  # never into a catalog that has rows
-    before = dict((p, i) for p, i in _ids(tmp_path / "folder" / "catalog.db"))
+    before = dict(_ids(tmp_path / "folder" / "catalog.db"))
     assert dict(_ids(pg_url)) == before
     with Catalog.open(pg_url) as moved:
         assert {q.name: [(h.path, round(h.score, 6)) for h in moved.query(q, top=3)] for q in PHOTOS[:6]} == expected

@@ -1,12 +1,15 @@
-"""python -m bench.backends [--files N] [--vectors N] [--queries N] [--skip-extraction] [--skip-vectors]
+"""python -m bench.backends [--files N] [--vectors N] [--queries N] [--pg-url URL] [--skip-...]
 
 Scale-out backends against the embedded defaults, on this machine:
   extraction   ingest throughput of the same files with the local process pool (1 and 2 workers)
                and with Ray (a local Ray of 1 and 2 CPUs, started before the clock; its start time
                is reported apart, as the CLI pays it once per ingest);
-  vectors      one VectorIndex of N vectors (dims and spaces of the ae and mse signatures) in
-               hnswlib and in Milvus Lite: build time, search p50/p95 (k = 100, the query shortlist)
-               and the p50 of fetching 100 stored vectors (the re-scoring step of every query).
+  vectors      one VectorIndex of N vectors (the ae signature's 128-d cosine space) in hnswlib and
+               in Milvus Lite: build time, reopen time (hnswlib: load the file; Milvus: release and
+               load the collection, what a new process does), search p50/p95 (k = 100, the query
+               shortlist) and the p50 of fetching 100 stored vectors (the re-scoring step);
+  end to end   `searcher query` p50 over sample_data/copies on SQLite + hnswlib and on PostgreSQL
+               (--pg-url, an empty database) + Milvus Lite, same catalog content, in one process.
 The files are crops/resizes of sample_data photos written to bench/work/backends/ (fixed seed).
 Writes bench/results/backends.json; the figures go into bench/README.md by hand, with the load.
 """
@@ -22,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, RESULTS, SEED, WORK, load1, log, machine_info, percentile, write_json
+from bench.common import REPO, RESULTS, SEED, WORK, load1, log, machine_info, percentile, read_json, write_json
 
-SIGNATURE_SHAPES = {"ae": (128, "cosine"), "mse": (256, "l2")}
+SIGNATURE_SHAPES = {"ae": (128, "cosine")}
 
 
 def make_files(n: int) -> Path:
@@ -102,27 +105,21 @@ def bench_extraction(n_files: int) -> list[dict]:
     return rows
 
 
-def _vector_rows(index, name: str, n: int, queries: np.ndarray, build_s: float, load: float) -> dict:
+def _timed_searches(index, n: int, queries: np.ndarray) -> dict:
     rng = np.random.default_rng(SEED + 1)
-    search = []
+    search, fetch = [], []
     for q in queries:
         start = time.perf_counter()
         index.search(q, 100)
         search.append(time.perf_counter() - start)
-    fetch = []
-    for _ in range(len(queries)):
         ids = [int(i) for i in rng.choice(np.arange(1, n + 1), size=100, replace=False)]
         start = time.perf_counter()
         index.vectors(ids)
         fetch.append(time.perf_counter() - start)
     return dict(
-        backend=name,
-        vectors=n,
-        build_s=build_s,
         search_p50_ms=1000 * percentile(search, 50),
         search_p95_ms=1000 * percentile(search, 95),
         fetch100_p50_ms=1000 * percentile(fetch, 50),
-        load1=load,
     )
 
 
@@ -130,33 +127,81 @@ def bench_vectors(n: int, n_queries: int) -> list[dict]:
     from searcher.catalog.milvus import MilvusIndex, close_clients, collection_name
     from searcher.catalog.vectors import HnswIndex
 
-    rows = []
+    dim, space = SIGNATURE_SHAPES["ae"]
     rng = np.random.default_rng(SEED)
+    data = rng.normal(size=(n, dim)).astype(np.float32)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    queries = data[rng.choice(n, n_queries, replace=False)] + 0.05 * rng.normal(size=(n_queries, dim)).astype(np.float32)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-vectors-") as tmp:
-        for signature, (dim, space) in SIGNATURE_SHAPES.items():
-            data = rng.normal(size=(n, dim)).astype(np.float32)
-            ids = np.arange(1, n + 1, dtype=np.int64)
-            queries = data[rng.choice(n, n_queries, replace=False)] + 0.05 * rng.normal(size=(n_queries, dim)).astype(np.float32)
-            for name in ("hnswlib", "milvus-lite"):
-                load = load1()
-                start = time.perf_counter()
-                if name == "hnswlib":
-                    index = HnswIndex(Path(tmp) / f"{signature}.bin", dim, space, "bench")
-                    for s in range(0, n, 10_000):
-                        index.add(ids[s : s + 10_000], data[s : s + 10_000])
-                else:
-                    index = MilvusIndex(str(Path(tmp) / "milvus.db"), collection_name("bench", signature), dim, space, "bench")
-                    index.rebuild(ids, data)
-                    index.save(1)
-                    index.search(queries[0], 100)  # the index is built on first load: part of the build
-                build = time.perf_counter() - start
-                row = _vector_rows(index, name, n, queries, build, load)
-                row.update(signature=signature, dim=dim, space=space)
-                rows.append(row)
-                log(
-                    f"{signature} {name}: build {build:.1f} s, search p50 {row['search_p50_ms']:.2f} ms, fetch p50 {row['fetch100_p50_ms']:.2f} ms"
-                )
+        load = load1()
+        start = time.perf_counter()
+        index = HnswIndex(Path(tmp) / "ae.bin", dim, space, "bench")
+        for s in range(0, n, 10_000):
+            index.add(ids[s : s + 10_000], data[s : s + 10_000])
+        index.save(1)
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        index = HnswIndex.load(Path(tmp) / "ae.bin", dim, space, "bench", 1)
+        reopen = time.perf_counter() - start
+        rows.append(
+            dict(backend="hnswlib", vectors=n, build_s=build, reopen_s=reopen, load1=load, **_timed_searches(index, n, queries))
+        )
+        log(f"hnswlib: {rows[-1]}")
+
+        load = load1()
+        uri, name = str(Path(tmp) / "milvus.db"), collection_name("bench", "ae")
+        start = time.perf_counter()
+        index = MilvusIndex(uri, name, dim, space, "bench")
+        index.rebuild(ids, data)
+        index.save(1)
+        build = time.perf_counter() - start
+        index.client.release_collection(name)
+        start = time.perf_counter()
+        index = MilvusIndex.load(uri, name, dim, space, "bench", 1)  # loads the collection, as a new process does
+        reopen = time.perf_counter() - start
+        rows.append(
+            dict(
+                backend="milvus-lite", vectors=n, build_s=build, reopen_s=reopen, load1=load, **_timed_searches(index, n, queries)
+            )
+        )
+        log(f"milvus-lite: {rows[-1]}")
         close_clients()
+    return rows
+
+
+def bench_end_to_end(pg_url: str) -> list[dict]:
+    """Query p50 over sample_data/copies, embedded vs PostgreSQL + Milvus Lite (same files ingested)."""
+    import searcher
+    from searcher.ingest import IngestOptions
+
+    queries = sorted((REPO / "sample_data" / "copies").iterdir())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        os.environ["SEARCHER_CACHE"] = str(Path(tmp) / "cache")
+        for name, location, vectors in (
+            ("sqlite + hnswlib", Path(tmp) / "folder", "hnsw"),
+            ("postgresql + milvus-lite", pg_url, f"milvus:{Path(tmp) / 'm.db'}"),
+        ):
+            with searcher.Catalog.open(location, vectors=vectors) as catalog:
+                catalog.ingest([REPO / "sample_data"], IngestOptions(workers=2))
+                catalog.query(queries[0])  # indexes loaded once, as a server would
+                load, seconds = load1(), []
+                for _ in range(3):
+                    for q in queries:
+                        start = time.perf_counter()
+                        catalog.query(q, top=10)
+                        seconds.append(time.perf_counter() - start)
+            rows.append(
+                dict(
+                    backend=name,
+                    queries=len(seconds),
+                    p50_ms=1000 * percentile(seconds, 50),
+                    p95_ms=1000 * percentile(seconds, 95),
+                    load1=load,
+                )
+            )
+            log(f"{name}: {rows[-1]}")
     return rows
 
 
@@ -165,15 +210,20 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=192, help="files for the extraction throughput")
     parser.add_argument("--vectors", type=int, default=100_000, help="vectors per index for the query latency")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--pg-url", help="an empty PostgreSQL database for the end-to-end query latency")
     parser.add_argument("--skip-extraction", action="store_true")
     parser.add_argument("--skip-vectors", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
-    results = {"machine": machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    # Sections skipped keep the figures of their last run.
+    results = read_json(RESULTS / "backends.json") if (RESULTS / "backends.json").exists() else {}
+    results.update(machine=machine_info(), started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if not args.skip_extraction:
         results["extraction"] = bench_extraction(args.files)
     if not args.skip_vectors:
         results["vectors"] = bench_vectors(args.vectors, args.queries)
+    if args.pg_url:
+        results["end_to_end"] = bench_end_to_end(args.pg_url)
     write_json(RESULTS / "backends.json", results)
     log(f"wrote {RESULTS / 'backends.json'}")
 

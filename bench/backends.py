@@ -1,4 +1,4 @@
-"""python -m bench.backends [--files N] [--vectors N] [--queries N] [--pg-url URL] [--skip-...]
+"""python -m bench.backends [--files N] [--vectors N] [--queries N] [--pg-url URL] [--startup] [--skip-...]
 
 Scale-out backends against the embedded defaults, on this machine:
   extraction   ingest throughput of the same files with the local process pool (1 and 2 workers)
@@ -8,6 +8,8 @@ Scale-out backends against the embedded defaults, on this machine:
                in Milvus Lite: build time, reopen time (hnswlib: load the file; Milvus: release and
                load the collection, what a new process does), search p50/p95 (k = 100, the query
                shortlist) and the p50 of fetching 100 stored vectors (the re-scoring step);
+  startup      import / local-cluster start / first tasks / stop of Ray, and of Dask distributed
+               (--dask-python: an interpreter that has it; it is not a dependency of searcher);
   end to end   `searcher query` p50 over sample_data/copies on SQLite + hnswlib and on PostgreSQL
                (--pg-url, an empty database) + Milvus Lite, same catalog content, in one process.
 The files are crops/resizes of sample_data photos written to bench/work/backends/ (fixed seed).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -205,12 +208,59 @@ def bench_end_to_end(pg_url: str) -> list[dict]:
     return rows
 
 
+STARTUP_SCRIPTS = {
+    "ray": """
+import time
+t = time.perf_counter(); import ray; imported = time.perf_counter() - t
+t = time.perf_counter(); ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=40); started = time.perf_counter() - t
+f = ray.remote(lambda x: 2 * x)
+t = time.perf_counter(); ray.get([f.remote(i) for i in range(4)]); tasks = time.perf_counter() - t
+t = time.perf_counter(); ray.shutdown(); stopped = time.perf_counter() - t
+print(imported, started, tasks, stopped)
+""",
+    "dask": """
+import time
+if __name__ == "__main__":
+    t = time.perf_counter(); import distributed; imported = time.perf_counter() - t
+    t = time.perf_counter()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    client = distributed.Client(cluster); started = time.perf_counter() - t
+    t = time.perf_counter(); client.gather(client.map(lambda x: 2 * x, range(4))); tasks = time.perf_counter() - t
+    t = time.perf_counter(); client.close(); cluster.close(); stopped = time.perf_counter() - t
+    print(imported, started, tasks, stopped)
+""",
+}
+
+
+def bench_startup(python_for: dict[str, str]) -> list[dict]:
+    """Import, start a 2-worker local cluster, run 4 trivial tasks, stop: Ray, and Dask distributed
+    when an interpreter that has it is given (--dask-python; it is not a searcher dependency)."""
+    import subprocess
+
+    rows = []
+    for name, python in python_for.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+            script.write(STARTUP_SCRIPTS[name])
+        load = load1()
+        done = subprocess.run([python, script.name], capture_output=True, text=True, timeout=300)
+        os.unlink(script.name)
+        if done.returncode != 0:
+            log(f"{name} startup failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        imported, started, tasks, stopped = map(float, done.stdout.split()[-4:])
+        rows.append(dict(engine=name, import_s=imported, start_s=started, first_tasks_s=tasks, stop_s=stopped, load1=load))
+        log(f"{name}: {rows[-1]}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.backends", description=__doc__.splitlines()[2])
     parser.add_argument("--files", type=int, default=192, help="files for the extraction throughput")
     parser.add_argument("--vectors", type=int, default=100_000, help="vectors per index for the query latency")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--pg-url", help="an empty PostgreSQL database for the end-to-end query latency")
+    parser.add_argument("--startup", action="store_true", help="also time Ray's start (and Dask's, with --dask-python)")
+    parser.add_argument("--dask-python", help="a Python interpreter with dask distributed installed")
     parser.add_argument("--skip-extraction", action="store_true")
     parser.add_argument("--skip-vectors", action="store_true")
     args = parser.parse_args()
@@ -224,6 +274,9 @@ def main() -> None:
         results["vectors"] = bench_vectors(args.vectors, args.queries)
     if args.pg_url:
         results["end_to_end"] = bench_end_to_end(args.pg_url)
+    if args.startup:
+        engines = {"ray": sys.executable, **({"dask": args.dask_python} if args.dask_python else {})}
+        results["startup"] = bench_startup(engines)
     write_json(RESULTS / "backends.json", results)
     log(f"wrote {RESULTS / 'backends.json'}")
 

@@ -29,8 +29,8 @@ from searcher.features.histogram import METHODS, HistogramExtractor
 if TYPE_CHECKING:
     from searcher.catalog import Catalog
 
-METRICS = ("fused", "hist", "mse", "ae", "orb")
-VECTOR_METRICS = ("hist", "mse", "ae")
+METRICS = ("fused", "hist", "mse", "ae", "cnn", "orb")
+VECTOR_METRICS = ("hist", "mse", "ae", "cnn")
 SHORTLIST = 100  # neighbours asked of each index (at least 5x --top)
 RERANK_DEPTH = 30  # fused candidates verified with ORB (at least 2x --top; 3x that for --metric orb)
 

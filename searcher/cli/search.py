@@ -34,6 +34,7 @@ class Metric(str, Enum):
     hist = "hist"
     mse = "mse"
     ae = "ae"
+    cnn = "cnn"
     orb = "orb"
 
 
@@ -186,7 +187,11 @@ def _print_results(results, fmt: Format) -> None:
         sys.stdout.write(buffer.getvalue())
     else:
         for r in results:
-            keys = [k for k in ("fused", "hist", "mse", "ae", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
+            keys = [
+                k
+                for k in ("fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches")
+                if any(k in h.scores for h in r.hits)
+            ]
             table = Table(title=r.query, title_justify="left")
             for column in ("rank", "score", *keys):
                 table.add_column(column, justify="right")

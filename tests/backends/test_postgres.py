@@ -27,7 +27,20 @@ ROUNDS = 12  # copies of each sample photo in the killed ingest
 
 
 def _ranking(catalog: Catalog) -> dict[str, list[str]]:
-    return {q.name: [hit.path for hit in catalog.query(q, top=10)] for q in QUERIES}
+    """Each query's top 10 paths. Hits whose scores tie (an image and its lossless PNG copy) come in
+    no particular order, which may differ between backends: within a tie they are put in path order."""
+
+    def top10(query) -> list[str]:
+        hits = sorted(((hit.score, hit.path) for hit in catalog.query(query, top=15)), reverse=True)
+        ties: list[list[tuple[float, str]]] = []
+        for score, path in hits:
+            if ties and ties[-1][0][0] - score < 1e-6:
+                ties[-1].append((score, path))
+            else:
+                ties.append([(score, path)])
+        return [path for tie in ties for _, path in sorted(tie, key=lambda hit: hit[1])][:10]
+
+    return {q.name: top10(q) for q in QUERIES}
 
 
 def _groups(catalog: Catalog) -> list[tuple[str, frozenset[str]]]:

@@ -86,7 +86,7 @@ def bench_extraction(n_files: int) -> list[dict]:
         log(f"local x{workers}: {n_files / seconds:.1f} files/s (load {load:.2f})")
     for cpus in (1, 2):
         start = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         started = time.perf_counter() - start
         try:
             load = load1()
@@ -212,7 +212,7 @@ STARTUP_SCRIPTS = {
     "ray": """
 import time
 t = time.perf_counter(); import ray; imported = time.perf_counter() - t
-t = time.perf_counter(); ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=40); started = time.perf_counter() - t
+t = time.perf_counter(); ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=40); started = time.perf_counter() - t
 f = ray.remote(lambda x: 2 * x)
 t = time.perf_counter(); ray.get([f.remote(i) for i in range(4)]); tasks = time.perf_counter() - t
 t = time.perf_counter(); ray.shutdown(); stopped = time.perf_counter() - t

@@ -128,11 +128,14 @@ class RayExecutor:
         import logging
 
         options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        local = self.address is None and not os.environ.get("RAY_ADDRESS")
-        if local and self.workers:
-            options["num_cpus"] = self.workers
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address is None:
+            # "local": a private Ray for this run, never a cluster some earlier `ray start` left behind.
+            address = "local"
+            if self.workers:
+                options["num_cpus"] = self.workers
         try:
-            ray.init(address=self.address, **options)
+            ray.init(address=address, **options)
         except Exception as e:  # ConnectionError, RuntimeError, TimeoutError depending on the address
             where = self.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
             raise SearcherError(f"cannot start or reach the Ray cluster ({where}): {type(e).__name__}: {e}") from None

@@ -139,6 +139,7 @@ def ray_cluster():
     except ImportError:
         _skip("ray", "ray is not installed (pip install -e '.[ray]')")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a private cluster, whatever Ray a `ray start` may have left on the machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -46,6 +46,19 @@ class Hit:
     time: float | None = None
     box: tuple[int, ...] | None = None
 
+    def to_dict(self, rank: int) -> dict:
+        """The hit as `searcher query --format json/jsonl` and `searcher serve` print it."""
+        entry = {
+            "rank": rank,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+        }
+        entry["id"] = self.image_id  # the catalog id: what `searcher serve` names images by
+        if self.frame is not None:  # a video frame or person crop: path is the video
+            entry.update(frame=self.frame, time=round(self.time, 3), box=list(self.box) if self.box else None)
+        return entry
+
 
 @dataclass
 class QueryResult:
@@ -53,6 +66,10 @@ class QueryResult:
     hits: list[Hit] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict:
+        """One line of `searcher query --format jsonl`: {"query": ..., "results": [hit, ...]}."""
+        return {"query": self.query, "results": [hit.to_dict(rank) for rank, hit in enumerate(self.hits, 1)]}
 
 
 def available_metrics(catalog: Catalog) -> tuple[str, ...]:
@@ -95,6 +112,10 @@ def query(
 
     clock = time.perf_counter()
     ids = _candidates(catalog, signatures, metric, max(SHORTLIST, 5 * top))
+    # Candidates in a stable order (sha256, path), not the ingest order of their ids: every sort
+    # below is stable, so equal scores rank the same in any catalog of the same files.
+    keys = catalog.store.sort_keys(ids)
+    ids.sort(key=lambda i: keys.get(i, ("", "")))
     similarities, raw = _exact_scores(catalog, ids, signatures, hist_method)
     result.timings["search"] = time.perf_counter() - clock
 

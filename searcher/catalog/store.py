@@ -8,13 +8,14 @@ at a time, retried whole when a concurrent writer made it fail (`run_batch`).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import Engine, cast, delete, func, select, update
+from sqlalchemy import Engine, cast, delete, func, insert, select, update
 from sqlalchemy import Integer as SqlInteger
 from sqlalchemy import String as SqlString
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,11 +28,14 @@ from searcher.catalog.schema import (
     KIND_IMAGE,
     KIND_VIDEO,
     STATUS_OK,
+    IgnoredGroupRow,
+    IgnoredPairRow,
     ImageRow,
     SignatureRow,
     StateRow,
 )
 
+SIGNATURE_COUNTS_KEY = "signature_counts"
 IN_BATCH = 500  # ids per IN (...) list: well under every database's parameter limit
 CATALOG_ID_KEY = "catalog_id"  # names this catalog's collections on a shared vector server
 BATCH_ATTEMPTS = 8
@@ -87,14 +91,28 @@ class Store:
     # ---- signatures ----
 
     def signature_counts(self) -> list[tuple[str, str, int]]:
-        """(extractor, version, rows) of every stored signature kind, sorted."""
-        query = (
-            select(SignatureRow.extractor, SignatureRow.version, func.count())
-            .group_by(SignatureRow.extractor, SignatureRow.version)
-            .order_by(SignatureRow.extractor, SignatureRow.version)
-        )
+        """(extractor, version, rows) of every stored signature kind, sorted. Read from the summary
+        the last completed ingest left (catalog_state), when no change began since; else counted
+        (a GROUP BY over every signature: about 0.5 s at 100k images)."""
         with self.session() as session:
-            return [tuple(row) for row in session.execute(query).all()]
+            cached = session.get(StateRow, SIGNATURE_COUNTS_KEY)
+            if cached is not None:
+                try:
+                    data = json.loads(cached.value)
+                    if data.get("generation") == _generation(session):
+                        return [tuple(row) for row in data["counts"]]
+                except (ValueError, TypeError, KeyError):
+                    pass  # unreadable: count
+            return _count_signatures(session)
+
+    def remember_signature_counts(self) -> None:
+        """Store the signature counts with the current generation (ingest calls this once it has
+        applied everything; the next change bumps the generation and so voids them)."""
+        with self.session() as session:
+            counts = _count_signatures(session)
+            value = json.dumps({"generation": _generation(session), "counts": counts})
+            session.merge(StateRow(key=SIGNATURE_COUNTS_KEY, value=value))
+            session.commit()
 
     def signature_names(self) -> list[str]:
         with self.session() as session:
@@ -138,6 +156,16 @@ class Store:
         with self.session() as session:
             return {row[0]: tuple(row[1:]) for row in session.execute(query)}
 
+    def sort_keys(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        """id -> (sha256, path): a key that orders images the same in every catalog of the same files
+        (ids follow the ingest order), for tie-breaks."""
+        keys: dict[int, tuple[str, str]] = {}
+        with self.session() as session:
+            for start in range(0, len(ids), IN_BATCH):
+                query = select(ImageRow.id, ImageRow.sha256, ImageRow.path).where(ImageRow.id.in_(ids[start : start + IN_BATCH]))
+                keys.update((row.id, (row.sha256 or "", row.path)) for row in session.execute(query))
+        return keys
+
     def ok_rows(self) -> list:
         """(id, path, sha256, width, height, size, mtime_ns) of every row whose extraction succeeded, by id."""
         query = (
@@ -175,6 +203,61 @@ class Store:
     def kind_counts(self) -> dict[str, int]:
         with self.session() as session:
             return dict(session.execute(select(ImageRow.kind, func.count()).group_by(ImageRow.kind)).all())
+
+    def entry(self, image_id: int) -> dict | None:
+        """One row as a reviewer sees it: id, path (for a frame or crop: its video's), kind, status, sha256,
+        width, height, size, and for a frame or crop frame, time and box ("x,y,w,h"); None when absent."""
+        parent = aliased(ImageRow)
+        query = select(ImageRow, parent.path).outerjoin(parent, ImageRow.parent_id == parent.id).where(ImageRow.id == image_id)
+        with self.session() as session:
+            found = session.execute(query).first()
+        if found is None:
+            return None
+        row, video_path = found
+        entry = {k: getattr(row, k) for k in ("id", "kind", "status", "sha256", "width", "height", "size")}
+        entry["path"] = video_path or row.path
+        entry["frame"], entry["time"], entry["box"] = (row.frame_index, row.time_s, row.box) if video_path else (None, None, None)
+        return entry
+
+    # ---- review decisions: "not duplicates" ----
+
+    def add_ignored_group(self, group_id: str) -> None:
+        """Record a group id as "not duplicates" (idempotent)."""
+        with self.session() as session:
+            if session.get(IgnoredGroupRow, group_id) is None:
+                session.add(IgnoredGroupRow(group_id=group_id, created=_now()))
+                session.commit()
+
+    def remove_ignored_group(self, group_id: str) -> bool:
+        """Forget that decision; False when there was none."""
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredGroupRow).where(IgnoredGroupRow.group_id == group_id)).rowcount
+            session.commit()
+        return bool(removed)
+
+    def add_ignored_pair(self, sha_a: str, sha_b: str) -> None:
+        """Record two contents as "not duplicates of each other" (idempotent, either order)."""
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            if session.get(IgnoredPairRow, (a, b)) is None:
+                session.add(IgnoredPairRow(sha_a=a, sha_b=b, created=_now()))
+                session.commit()
+
+    def remove_ignored_pair(self, sha_a: str, sha_b: str) -> bool:
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredPairRow).where(IgnoredPairRow.sha_a == a, IgnoredPairRow.sha_b == b)).rowcount
+            session.commit()
+        return bool(removed)
+
+    def ignored_group_ids(self) -> set[str]:
+        with self.session() as session:
+            return set(session.scalars(select(IgnoredGroupRow.group_id)))
+
+    def ignored_pairs(self) -> set[tuple[str, str]]:
+        """(sha_a, sha_b) with sha_a < sha_b."""
+        with self.session() as session:
+            return {(row.sha_a, row.sha_b) for row in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
 
     # ---- what an ingest plans with ----
 
@@ -239,6 +322,27 @@ class Batch:
 
     def row_by_path(self, path: str) -> ImageRow | None:
         return self.session.scalar(select(ImageRow).where(ImageRow.path == path))
+
+    def rows_by_paths(self, paths: list[str]) -> dict[str, ImageRow]:
+        """The rows of these paths that exist, in IN_BATCH-sized reads (not one select per file)."""
+        rows: dict[str, ImageRow] = {}
+        for start in range(0, len(paths), IN_BATCH):
+            chunk = paths[start : start + IN_BATCH]
+            rows.update((row.path, row) for row in self.session.scalars(select(ImageRow).where(ImageRow.path.in_(chunk))))
+        return rows
+
+    def insert_images(self, rows: list[dict]) -> list[int]:
+        """Bulk insert of new image rows (Core executemany with RETURNING); their ids, in order."""
+        if not rows:
+            return []
+        statement = insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True)
+        return list(self.session.scalars(statement, rows))
+
+    def insert_signatures(self, rows: list[dict]) -> None:
+        """Bulk insert of new signature rows (image_id, extractor, version, data): Core executemany,
+        no ORM identity map; the caller makes sure none of them exists yet."""
+        if rows:
+            self.session.execute(insert(SignatureRow), rows)
 
     def new_row(self, path: str, kind: str = KIND_IMAGE, **values) -> ImageRow:
         row = ImageRow(path=path, kind=kind, **values)
@@ -309,6 +413,21 @@ def _retryable(error: DBAPIError) -> bool:
         return True  # e.g. a concurrent ingest inserted the same path first: the retry sees its row
     sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
     return sqlstate in RETRYABLE_SQLSTATES or "database is locked" in str(error.orig)
+
+
+def _count_signatures(session: Session) -> list[tuple[str, str, int]]:
+    query = (
+        select(SignatureRow.extractor, SignatureRow.version, func.count())
+        .group_by(SignatureRow.extractor, SignatureRow.version)
+        .order_by(SignatureRow.extractor, SignatureRow.version)
+    )
+    return [tuple(row) for row in session.execute(query).all()]
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _generation(session: Session) -> int:

@@ -1,7 +1,7 @@
 """Command line: parse, call one library function, print. Results on stdout, the rest on stderr.
 
 The commands live in searcher.cli.search (ingest, query, train, reindex) and searcher.cli.review
-(compare, dups, undo, info) and searcher.cli.admin (migrate); this module builds the app and turns errors into exit codes.
+(compare, dups, undo, info), searcher.cli.admin (migrate) and searcher.cli.serve (serve); this module builds the app and turns errors into exit codes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from searcher.cli import admin, review, search
+from searcher.cli import admin, review, search, serve
 from searcher.cli.common import err, out
 from searcher.errors import SearcherError
 
@@ -33,6 +33,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 search.register(app)
 review.register(app)
+serve.register(app)
 admin.register(app)
 
 

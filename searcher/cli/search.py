@@ -141,20 +141,8 @@ def query(
         raise SystemExit(1)
 
 
-def _hit_dict(rank: int, hit) -> dict:
-    entry = {
-        "rank": rank,
-        "path": hit.path,
-        "score": round(hit.score, 6),
-        "scores": {k: round(v, 6) for k, v in hit.scores.items()},
-    }
-    if hit.frame is not None:  # a video frame or person crop: path is the video
-        entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
-    return entry
-
-
 def _result_dict(result) -> dict:
-    return {"query": result.query, "results": [_hit_dict(rank, hit) for rank, hit in enumerate(result.hits, 1)]}
+    return result.to_dict()
 
 
 def _where(hit) -> str:

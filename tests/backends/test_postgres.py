@@ -160,7 +160,7 @@ def test_a_sqlite_catalog_moves_to_postgresql_with_its_ids(pg_url, tmp_path, mon
         source.ingest(PHOTOS[:6], IngestOptions(workers=1, signatures=("hist", "mse", "orb")))
         expected = {q.name: [(h.path, round(h.score, 6)) for h in source.query(q, top=3)] for q in PHOTOS[:6]}
     counts = api.migrate(tmp_path / "folder", pg_url)
-    assert counts == {"catalog_state": 1, "images": 6, "signatures": 18}
+    assert (counts["images"], counts["signatures"]) == (6, 18) and counts["catalog_state"] >= 1  # the generation at least
     with pytest.raises(CatalogError, match="already holds 6 images"):
         api.migrate(tmp_path / "folder", pg_url)  # never into a catalog that has rows
     before = dict(_ids(tmp_path / "folder" / "catalog.db"))

@@ -43,7 +43,7 @@ def test_a_deleted_image_id_is_never_handed_out_again(empty_database):
     engine.dispose()
 
 
-def test_a_sqlite_catalog_made_before_0003_stops_reusing_ids(tmp_path):
+def test_a_sqlite_catalog_made_before_0004_stops_reusing_ids(tmp_path):
     from alembic import command
 
     from searcher.catalog.engine import _alembic_config

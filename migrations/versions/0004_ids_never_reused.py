@@ -1,7 +1,7 @@
 """images ids are never reused on SQLite (AUTOINCREMENT lost when 0002 re-created the table)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-25
 
 An image id is the label of its vectors in every index. Without AUTOINCREMENT SQLite hands the
@@ -12,8 +12,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0003"
-down_revision: Union[str, None] = "0002"
+revision: str = "0004"
+down_revision: Union[str, None] = "0003"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

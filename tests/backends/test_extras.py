@@ -54,3 +54,17 @@ def test_a_missing_extra_is_named_in_one_line(args, extra, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and extra in lines[0], done.stderr
     assert not (tmp_path / "m.db").exists()
+
+
+def test_every_command_with_a_catalog_takes_the_vector_backend_too():
+    import inspect
+
+    from searcher.cli import app
+
+    takes = {
+        command.callback.__name__: set(inspect.signature(command.callback).parameters) for command in app.registered_commands
+    }
+    with_catalog = {name for name, params in takes.items() if "catalog" in params}
+    assert {"ingest", "query", "dups", "info", "reindex", "compare", "migrate", "serve"} <= with_catalog
+    assert [name for name in with_catalog if "vectors" not in takes[name]] == []
+    assert "executor" in takes["ingest"]

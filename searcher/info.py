@@ -71,7 +71,7 @@ def _folder_bytes(directory: str) -> int:
 
 
 def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
-    from searcher.catalog.vectors import read_sidecar
+    from searcher.catalog.vectors import CatalogStamp, read_sidecar
 
     if catalog.milvus_uri:
         return _collection_facts(catalog, versions, generation)
@@ -81,7 +81,11 @@ def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: 
         if not path.exists():
             continue
         meta = read_sidecar(path)
-        up_to_date = versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation
+        version = versions[name]
+        current = (
+            version is not None and meta.get("catalog") == CatalogStamp(*catalog.store.signature_stamp(name, version)).as_dict()
+        )
+        up_to_date = current and meta.get("version") == version
         facts.append(
             IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
         )
@@ -90,7 +94,8 @@ def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: 
 
 def _collection_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
     """The Milvus collections of the catalog's signatures: vectors held, and whether they are current."""
-    from searcher.catalog.milvus import collection_properties
+    from searcher.catalog.milvus import collection_properties, stamp_text
+    from searcher.catalog.vectors import CatalogStamp
 
     facts = []
     for name in versions:
@@ -98,8 +103,11 @@ def _collection_facts(catalog: Catalog, versions: dict[str, str | None], generat
         props = collection_properties(catalog.milvus_uri, collection)
         if props is None:
             continue
+        version = versions[name]
         up_to_date = (
-            versions[name] is not None and props.get("version") == versions[name] and props.get("generation") == str(generation)
+            version is not None
+            and props.get("version") == version
+            and props.get("catalog") == stamp_text(CatalogStamp(*catalog.store.signature_stamp(name, version)))
         )
         where = f"milvus:{catalog.milvus_uri}#{collection}"
         facts.append(IndexFacts(name=name, path=where, vectors=props.get("count"), bytes=0, up_to_date=up_to_date))
@@ -118,7 +126,10 @@ def _disk(catalog: Catalog) -> dict[str, int]:
         database_bytes = sum(
             os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
         )
-    index_bytes = sum(p.stat().st_size for p in location.vector_dir.glob("index-*") if p.is_file())
+    # index files and their sidecars; a stray index-*.tmp (a save that was killed) is not an index
+    index_bytes = sum(
+        p.stat().st_size for p in location.vector_dir.glob("index-*") if p.suffix in (".bin", ".json") and p.is_file()
+    )
     total = _folder_bytes(str(location.vector_dir))
     if not location.is_folder:  # the database is on a server; the folder holds only vector files
         total += database_bytes

@@ -53,10 +53,12 @@ class Writer:
 
     def begin(self) -> None:
         """Declare that the catalog is about to change, and load the indexes that will follow it."""
-        previous, self.generation = self.catalog.store.bump_generation()
-        for extractor in self.extractors.values():
-            if extractor.indexed:
-                self.indexes[extractor.name] = self.catalog.load_index(extractor, previous, self.reporter.warn)
+        indexed = [extractor for extractor in self.extractors.values() if extractor.indexed]
+        stamps = {extractor.name: self.catalog.stamp(extractor) for extractor in indexed}
+        _, self.generation = self.catalog.store.bump_generation()
+        for extractor in indexed:
+            index = self.catalog.load_index(extractor, stamps[extractor.name], self.reporter.warn, save=False)
+            self.indexes[extractor.name] = index
 
     def add(self, results: Iterable[Result]) -> None:
         self.pending.extend(results)
@@ -281,16 +283,12 @@ class Writer:
         self.missing.clear()
 
     def save_indexes(self) -> None:
-        """Save the indexes as reflecting the catalog, unless another writer changed it meanwhile.
-
-        The generation is bumped again now that every change is committed. When no other writer
-        bumped it since `begin`, the indexes hold exactly the catalog at the new generation;
-        otherwise they lack the other writer's changes, and are saved with the old generation,
-        which marks them stale: the next reader rebuilds them from the catalog."""
-        started = self.generation
-        _, ended = self.catalog.store.bump_generation()
-        alone = ended == started + 1
-        if not alone:
-            self.reporter.warn("another ingest changed the catalog meanwhile: the vector indexes will be rebuilt on next use")
-        for index in self.indexes.values():
-            index.save(ended if alone else started)
+        """Record the indexes as current: they followed every change this run committed (the
+        caller holds the catalog's writer lock, so nobody else on this machine changed it). An
+        ingest on another machine (a database URL catalog) bumps the generation past this run's:
+        then the indexes lack its changes and are left to be rebuilt on next use."""
+        if self.catalog.generation != self.generation:
+            self.reporter.warn("another ingest changed the catalog meanwhile: the vector indexes are rebuilt on next use")
+            return
+        for name, index in self.indexes.items():
+            self.catalog.save_index(index, self.extractors[name])

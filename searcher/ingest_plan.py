@@ -28,13 +28,17 @@ def under(path: str, roots: list[str]) -> bool:
 
 def check_roots(paths: list[str], warn=None) -> list[str]:
     """Absolute roots with every symlink resolved (see searcher.ingest.run), each at most once;
-    a root that does not exist is a usage error."""
+    a root that does not exist is a usage error; a file that is not an image or video is skipped, said so."""
     roots: list[str] = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
         if not os.path.exists(absolute):
             raise UsageError(f"no such file or folder: {p}")
         real = os.path.realpath(absolute)
+        if not os.path.isdir(real) and os.path.splitext(real)[1].lower() not in images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            if warn is not None:  # named explicitly, so its user expects a word about it
+                warn(f"skipped: {p}: not a supported image type")
+            continue
         if real != absolute and warn is not None:
             warn(f"{absolute} goes through a symbolic link: its files are catalogued under {real}")
         if real not in roots:

@@ -19,6 +19,7 @@ import numpy as np
 # gRPC's own logging would print keepalive chatter with the embedded server on stderr.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
+from searcher.catalog.vectors import IndexUnusable
 from searcher.errors import CatalogError, UsageError
 
 M = 16  # the hnswlib parameters, so both backends rank alike
@@ -32,10 +33,6 @@ _METRICS = {"l2": "L2", "cosine": "COSINE"}
 
 _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
-
-
-class MilvusUnusable(Exception):
-    """The collection cannot be used as it is (missing, other version or generation)."""
 
 
 def client(uri: str):
@@ -99,21 +96,23 @@ class MilvusIndex:
     # ---- life cycle ----
 
     @classmethod
-    def load(cls, uri: str, name: str, dim: int, space: str, version: str, generation: int) -> MilvusIndex:
-        """The collection if it reflects this catalog generation, else MilvusUnusable saying why."""
+    def load(cls, uri: str, name: str, dim: int, space: str, version: str, stamp) -> MilvusIndex:
+        """The collection if it was saved from catalog state `stamp` (a vectors.CatalogStamp), else
+        IndexUnusable saying why."""
         index = cls(uri, name, dim, space, version)
         if not index.client.has_collection(name):
-            raise MilvusUnusable("missing")
+            raise IndexUnusable("missing")
         properties = index.client.describe_collection(name).get("properties", {})
         expected = {"format": FORMAT, "dim": str(dim), "space": space, "version": version}
         for key, value in expected.items():
             if properties.get(f"searcher.{key}") != value:
-                raise MilvusUnusable(f"{key} is {properties.get(f'searcher.{key}')!r}, expected {value!r}")
-        if properties.get("searcher.generation") != str(generation):
-            raise MilvusUnusable(
-                f"behind the catalog (generation {properties.get('searcher.generation')} vs {generation}; interrupted run?)"
-            )
+                raise IndexUnusable(f"{key} is {properties.get(f'searcher.{key}')!r}, expected {value!r}")
+        saved = properties.get("searcher.catalog")
+        if saved != stamp_text(stamp):
+            raise IndexUnusable(f"saved from another state of the catalog ({saved or 'none recorded'}, now {stamp_text(stamp)})")
         index.client.load_collection(name)
+        if len(index) != stamp.count:
+            raise IndexUnusable(f"holds {len(index)} vectors, the catalog {stamp.count}")
         return index
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -136,24 +135,30 @@ class MilvusIndex:
         )
         # Strong: a search sees every write acknowledged before it (ingest then query at once).
         self.client.create_collection(
-            self.name, schema=schema, index_params=params, consistency_level="Strong", properties=self._properties(-1)
+            self.name, schema=schema, index_params=params, consistency_level="Strong", properties=self._properties(None)
         )
         self._ids = set()
 
-    def _properties(self, generation: int) -> dict[str, str]:
+    def _properties(self, stamp) -> dict[str, str]:
         props = {
             "format": FORMAT,
             "dim": str(self.dim),
             "space": self.space,
             "version": self.version,
-            "generation": str(generation),
+            "catalog": stamp_text(stamp),
         }
         return {f"searcher.{k}": v for k, v in props.items()}
 
-    def save(self, generation: int) -> None:
-        """Flush the writes and record the catalog generation the collection now reflects."""
+    def save(self, stamp) -> None:
+        """Flush the writes and record the catalog state (a vectors.CatalogStamp) the collection now
+        reflects; a collection that does not hold the stamp's vectors is refused (IndexUnusable)."""
+        known = self._known()
+        if len(known) != stamp.count or max(known, default=0) != stamp.max_id:
+            raise IndexUnusable(
+                f"holds {len(known)} vectors up to id {max(known, default=0)}, not the catalog's {stamp.count} up to {stamp.max_id}"
+            )
         self.client.flush(self.name)
-        self.client.alter_collection_properties(self.name, properties=self._properties(generation))
+        self.client.alter_collection_properties(self.name, properties=self._properties(stamp))
 
     # ---- contents ----
 
@@ -256,13 +261,20 @@ def rebuild(uri: str, name: str, extractor, batches: Iterable[tuple[Sequence[int
     return index
 
 
-def load_or_rebuild(uri: str, name: str, extractor, generation: int, batches, warn=None) -> MilvusIndex:
-    """The collection if it reflects this catalog generation, else one rebuilt from `batches()` and saved."""
+def load_or_rebuild(uri: str, name: str, extractor, stamp, batches, warn=None, save=None) -> MilvusIndex:
+    """The collection if it reflects catalog state `stamp`, else one rebuilt from `batches()` and handed
+    to `save(index)` (the catalog decides whether it may be recorded as current), as vectors.load_or_rebuild."""
     try:
-        return MilvusIndex.load(uri, name, extractor.dim, extractor.space, extractor.version, generation)
-    except MilvusUnusable as reason:
+        return MilvusIndex.load(uri, name, extractor.dim, extractor.space, extractor.version, stamp)
+    except IndexUnusable as reason:
         index = rebuild(uri, name, extractor, batches())
         if warn and (len(index) or str(reason) != "missing"):
             warn(f"{extractor.name} Milvus collection {reason}: rebuilt from the catalog ({len(index)} vectors)")
-    index.save(generation)
+    if save is not None:
+        save(index)
     return index
+
+
+def stamp_text(stamp) -> str:
+    """A CatalogStamp as the collection property that records it ("" for none)."""
+    return "" if stamp is None else f"generation {stamp.generation}, {stamp.count} vectors up to id {stamp.max_id}"

@@ -8,8 +8,29 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, warnings, errors
-out = Console(highlight=False, soft_wrap=True)  # results
+from searcher.text import printable
+
+
+class _Console(Console):
+    """A rich Console for text that holds file names: no markup is interpreted (`[red]x.jpg` is a
+    name), and control characters and undecodable bytes are shown escaped (searcher.text)."""
+
+    def print(self, *objects, **kwargs) -> None:
+        kwargs.setdefault("markup", False)
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+err = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # progress, warnings, errors
+out = _Console(highlight=False, soft_wrap=True, markup=False)  # results
+
+
+class Interrupted(Exception):
+    """Ctrl-C, carried to the error boundary with what the user needs to know (e.g. the move log)."""
+
+    def __init__(self, note: str = ""):
+        super().__init__(note)
+        self.note = note
+
 
 CatalogOption = typer.Option(
     None,
@@ -42,9 +63,10 @@ def warn(message: str) -> None:
 
 @contextmanager
 def progress_bar():
-    """A transient rich progress display on stderr."""
+    """A transient rich progress display on stderr, drawn only on a terminal (in a log or a pipe it
+    would leave a blank line behind, the only trace of a bar nobody saw)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         yield progress
 
 

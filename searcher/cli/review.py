@@ -15,7 +15,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, Interrupted, VectorsOption, catalog_at, err, out, progress_bar, warn
+from searcher.text import json_safe, printable_name
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
@@ -72,9 +73,9 @@ def compare(
     if fmt is CompareFormat.json:
         data = result.to_dict()
         data["explanation"] = result.explanation
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
         return
-    table = Table(title=f"A {result.a}\nB {result.b}", title_justify="left")
+    table = Table(title=f"A {printable_name(result.a)}\nB {printable_name(result.b)}", title_justify="left")
     for column in ("measure", "value", "reads"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for row in _comparison_rows(result):
@@ -221,8 +222,11 @@ def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> Non
             markup=False,
         )
         return
-    log_path = log or default_log_path(move_to)
-    outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
+    log_path = Path(log or default_log_path(move_to)).resolve()
+    try:
+        outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
+    except KeyboardInterrupt:
+        raise Interrupted(f"the moves done are in the log {log_path} (undo: searcher undo {log_path})") from None
     for move in outcome.moved:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
     err.print(
@@ -234,7 +238,7 @@ def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> Non
 
 def _print_groups(result, fmt: DupsFormat) -> None:
     if fmt is DupsFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_safe(json.dumps(result.to_dict(), indent=2, ensure_ascii=False)) + "\n")
     elif fmt is DupsFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -276,6 +280,8 @@ def undo(
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
+    if outcome.failed:
+        raise SystemExit(1)
 
 
 def info(
@@ -288,7 +294,7 @@ def info(
 
     facts = api.info(catalog_at(catalog, vectors))
     if fmt is CompareFormat.json:
-        sys.stdout.write(json.dumps(facts.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json_safe(json.dumps(facts.to_dict(), indent=2)) + "\n")
         return
     lines = [
         f"catalog     {facts.catalog}",

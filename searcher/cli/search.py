@@ -15,6 +15,7 @@ from rich.table import Table
 
 from searcher.cli.common import CatalogOption, IngestProgress, VectorsOption, catalog_at, err, out, progress_bar, warn
 from searcher.errors import UsageError
+from searcher.text import json_safe, printable_name
 
 
 class Format(str, Enum):
@@ -62,6 +63,9 @@ def ingest(
         help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every.",
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="When another ingest is running on the catalog: wait for it, or fail at once."
+    ),
     save_frames: Optional[Path] = typer.Option(
         None,
         "--save-frames",
@@ -90,6 +94,7 @@ def ingest(
         signatures=parse_signature_list(signatures),
         sampling=sampling,
         executor=parse_executor(executor),
+        wait=wait,
     )
     with progress_bar() as progress:
         summary = api.ingest(paths, catalog_at(catalog, vectors), options, IngestProgress(progress))
@@ -148,17 +153,17 @@ def _result_dict(result) -> dict:
 def _where(hit) -> str:
     """A hit's place for a person: the path, plus frame, time and box inside a video."""
     if hit.frame is None:
-        return hit.path
+        return printable_name(hit.path)
     box = f" box={','.join(map(str, hit.box))}" if hit.box else ""
-    return f"{hit.path} frame={hit.frame} t={hit.time:.2f}s{box}"
+    return f"{printable_name(hit.path)} frame={hit.frame} t={hit.time:.2f}s{box}"
 
 
 def _print_results(results, fmt: Format) -> None:
     if fmt is Format.jsonl:
         for result in results:
-            sys.stdout.write(json.dumps(_result_dict(result), ensure_ascii=False) + "\n")
+            sys.stdout.write(json_safe(json.dumps(_result_dict(result), ensure_ascii=False)) + "\n")
     elif fmt is Format.json:
-        sys.stdout.write(json.dumps([_result_dict(r) for r in results], ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json_safe(json.dumps([_result_dict(r) for r in results], ensure_ascii=False, indent=2)) + "\n")
     elif fmt is Format.csv:
         keys = sorted({k for r in results for h in r.hits for k in h.scores})
         buffer = io.StringIO()
@@ -180,7 +185,7 @@ def _print_results(results, fmt: Format) -> None:
                 for k in ("fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches")
                 if any(k in h.scores for h in r.hits)
             ]
-            table = Table(title=r.query, title_justify="left")
+            table = Table(title=printable_name(r.query), title_justify="left")
             for column in ("rank", "score", *keys):
                 table.add_column(column, justify="right")
             table.add_column("path", overflow="fold")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from searcher.catalog.location import parse_vectors
-from searcher.catalog.milvus import MilvusIndex, MilvusUnusable, collection_name
-from searcher.catalog.vectors import HnswIndex
+from searcher.catalog.milvus import MilvusIndex, collection_name
+from searcher.catalog.vectors import CatalogStamp, HnswIndex, IndexUnusable
 from searcher.errors import UsageError
 
 pytestmark = pytest.mark.backends
@@ -33,18 +33,21 @@ def test_milvus_finds_the_neighbours_hnswlib_finds(milvus_uri, tmp_path, space):
     assert np.allclose(milvus.vectors(some), hnsw.vectors(some), atol=1e-5)
 
 
-def test_a_collection_is_trusted_only_at_the_generation_it_was_saved(milvus_uri):
+def test_a_collection_is_trusted_only_in_the_catalog_state_it_was_saved_from(milvus_uri):
     name = collection_name("cat", "hist")
     index = MilvusIndex(milvus_uri, name, 4, "l2", "1")
-    with pytest.raises(MilvusUnusable, match="missing"):
-        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=1)
+    saved = CatalogStamp(generation=3, count=2, max_id=8)
+    with pytest.raises(IndexUnusable, match="missing"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", saved)
     index.rebuild(np.array([7, 8]), np.eye(2, 4, dtype=np.float32))
-    index.save(generation=3)
-    assert len(MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=3)) == 2
-    with pytest.raises(MilvusUnusable, match="behind the catalog"):
-        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", generation=4)
-    with pytest.raises(MilvusUnusable, match="version"):
-        MilvusIndex.load(milvus_uri, name, 4, "l2", "2", generation=3)
+    with pytest.raises(IndexUnusable, match="not the catalog's 3 up to 9"):
+        index.save(CatalogStamp(generation=3, count=3, max_id=9))  # never recorded as a state it does not hold
+    index.save(saved)
+    assert len(MilvusIndex.load(milvus_uri, name, 4, "l2", "1", saved)) == 2
+    with pytest.raises(IndexUnusable, match="another state of the catalog"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "1", CatalogStamp(generation=4, count=2, max_id=8))
+    with pytest.raises(IndexUnusable, match="version"):
+        MilvusIndex.load(milvus_uri, name, 4, "l2", "2", saved)
 
 
 def test_vectors_uri_forms(tmp_path, monkeypatch):

@@ -77,8 +77,10 @@ def _cli(*args, env=None) -> subprocess.Popen:
     )
 
 
-def _env(tmp_path) -> dict:
-    return {**os.environ, "SEARCHER_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+def _env(tmp_path, machine: str = "a") -> dict:
+    """The environment of an ingest run on `machine`: each machine has its own vector cache folder
+    (where one machine's writer lock lives), as two hosts writing to one server would."""
+    return {**os.environ, "SEARCHER_CACHE": str(tmp_path / f"cache-{machine}"), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.slow
@@ -86,7 +88,8 @@ def test_two_concurrent_ingests_of_overlapping_folders_store_every_file_once(pg_
     files = QUERIES  # 48 files; each ingest is given 32 of them, 16 in common, in opposite orders
     shares = (files[:32], files[16:][::-1])
     runs = [
-        _cli("ingest", *share, "--catalog", pg_url, "--workers", "1", "--format", "json", env=_env(tmp_path)) for share in shares
+        _cli("ingest", *share, "--catalog", pg_url, "--workers", "1", "--format", "json", env=_env(tmp_path, machine))
+        for share, machine in zip(shares, "ab")
     ]
     summaries = []
     for run in runs:

@@ -116,3 +116,11 @@ def move_duplicates(groups, moves, log_path, catalog=None, warn=None):
         return move(groups, moves, log_path, None, warn=warn)
     with Catalog.open(catalog, create=False, warn=warn) as opened:
         return move(groups, moves, log_path, opened, warn=warn)
+
+
+def migrate(source, destination, progress=None) -> dict[str, int]:
+    """Copy the catalog at `source` into an empty catalog at `destination` (a folder or a database URL),
+    ids included -> rows copied per table. Vector indexes are rebuilt there on first use."""
+    from searcher.catalog.transfer import migrate as copy
+
+    return copy(source, destination, progress)

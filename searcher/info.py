@@ -73,6 +73,8 @@ def _folder_bytes(directory: str) -> int:
 def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
     from searcher.catalog.vectors import CatalogStamp, read_sidecar
 
+    if catalog.milvus_uri:
+        return _collection_facts(catalog, versions, generation)
     facts = []
     for name in versions:
         path = catalog.location.index_path(name)
@@ -90,13 +92,35 @@ def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: 
     return facts
 
 
+def _collection_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+    """The Milvus collections of the catalog's signatures: vectors held, and whether they are current."""
+    from searcher.catalog.milvus import collection_properties, stamp_text
+    from searcher.catalog.vectors import CatalogStamp
+
+    facts = []
+    for name in versions:
+        collection = catalog.collection(name)
+        props = collection_properties(catalog.milvus_uri, collection)
+        if props is None:
+            continue
+        version = versions[name]
+        up_to_date = (
+            version is not None
+            and props.get("version") == version
+            and props.get("catalog") == stamp_text(CatalogStamp(*catalog.store.signature_stamp(name, version)))
+        )
+        where = f"milvus:{catalog.milvus_uri}#{collection}"
+        facts.append(IndexFacts(name=name, path=where, vectors=props.get("count"), bytes=0, up_to_date=up_to_date))
+    return facts
+
+
 def _disk(catalog: Catalog) -> dict[str, int]:
     """Bytes of the database (a folder catalog's SQLite file with its WAL), the index files, the rest."""
     location = catalog.location
     # Closing the pooled connections lets SQLite fold its WAL back into the database file, so the
     # figures are those of the catalog at rest (the engine reconnects on its next use).
     catalog.store.dispose()
-    database_bytes = 0
+    database_bytes = 0 if location.is_folder else catalog.store.database_bytes()
     if location.is_folder:
         db = location.db_path
         database_bytes = sum(
@@ -107,6 +131,8 @@ def _disk(catalog: Catalog) -> dict[str, int]:
         p.stat().st_size for p in location.vector_dir.glob("index-*") if p.suffix in (".bin", ".json") and p.is_file()
     )
     total = _folder_bytes(str(location.vector_dir))
+    if not location.is_folder:  # the database is on a server; the folder holds only vector files
+        total += database_bytes
     return {"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total}
 
 

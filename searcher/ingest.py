@@ -25,6 +25,7 @@ class IngestOptions:
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
     sampling: Sampling = field(default_factory=Sampling)  # for video files
+    executor: str = "local"  # local | ray | ray://ADDRESS (searcher.executors)
     wait: bool = True  # when another ingest runs on the catalog: wait for it (else CatalogBusy)
 
 
@@ -63,9 +64,11 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
     collapses paths that name one file (images.path_identity) and never moves such a file.
     A folder that cannot be listed is not an empty folder: its rows are kept untouched.
     """
+    from searcher.executors import parse_executor
     from searcher.ingest_plan import check_roots, check_save_frames
 
     options = options or IngestOptions()
+    parse_executor(options.executor)  # an unknown or uninstalled executor is refused before any change
     reporter = reporter or Reporter()
     roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)], reporter.warn)
     check_save_frames(options.sampling.save_frames)

@@ -68,8 +68,12 @@ class Writer:
     def flush(self) -> None:
         if not self.pending:
             return
+        # Path order: concurrent writers then take their row locks in one order (no deadlock cycle).
+        self.pending.sort(key=lambda result: result.task.path)
         changes = Changes()
-        with self.catalog.store.batch() as batch:
+        before = self._snapshot()
+
+        def apply(batch: Batch) -> None:
             rows = batch.rows_by_paths([result.task.path for result in self.pending])
             plain = [r for r in self.pending if r.task.path not in rows and not (r.error or r.reused) and r.frames is None]
             self._insert_new_images(batch, plain, changes)
@@ -77,10 +81,34 @@ class Writer:
             for result in self.pending:
                 if id(result) not in done:
                     self._apply(batch, result, changes, rows.get(result.task.path))
+
+        def undo() -> None:  # another writer made the transaction fail: it runs again from scratch
+            changes.__init__()
+            self._restore(before)
+
+        self.catalog.store.run_batch(apply, undo)
+        for path, reason in self.summary.failures[len(before[1]) :]:
+            self.reporter.failed(path, reason)
         self._update_indexes(changes)
         self.reporter.advance(len(self.pending))
         self.pending.clear()
         self.last_flush = time.monotonic()
+
+    def _snapshot(self) -> tuple:
+        """What applying a batch changes on this side of the database, to undo a failed attempt."""
+        counts = {
+            key: getattr(self.summary, key) for key in ("added", "updated", "moved", "unchanged", "failed", "frames", "crops")
+        }
+        return counts, list(self.summary.failures), len(self.retry), dict(self.missing)
+
+    def _restore(self, snapshot: tuple) -> None:
+        counts, failures, retries, missing = snapshot
+        for key, value in counts.items():
+            setattr(self.summary, key, value)
+        self.summary.failures[:] = failures
+        del self.retry[retries:]
+        self.missing.clear()
+        self.missing.update(missing)
 
     def _update_indexes(self, changes: Changes) -> None:
         for name, index in self.indexes.items():
@@ -120,6 +148,9 @@ class Writer:
             self._apply_image(batch, row, task, result, changes)
 
     def _apply_image(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
+        if row is not None and task.only is None and self._stored_meanwhile(batch, row, task, result):
+            self.summary.unchanged += 1
+            return
         if row is None:
             row = batch.new_row(task.path)
             self.summary.added += 1
@@ -132,6 +163,14 @@ class Writer:
             batch.delete_signatures(row.id)
             changes.removes.append(row.id)  # signatures this run does not compute must not linger
         self._store_blobs(batch, row.id, result.blobs, changes)
+
+    def _stored_meanwhile(self, batch: Batch, row, task: Task, result: Result) -> bool:
+        """Another ingest (on a shared catalog) stored this very file since this one planned: same
+        size, time and bytes, and every signature this run computed, at its version."""
+        if (row.status, row.size, row.mtime_ns, row.sha256) != (STATUS_OK, task.size, task.mtime_ns, result.sha256):
+            return False
+        stored = {(name, version) for name, version, _ in batch.signatures_of(row.id)}
+        return all((name, self.extractors[name].version) in stored for name in result.blobs)
 
     def _apply_video(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
@@ -183,8 +222,7 @@ class Writer:
         row.width = row.height = None
         row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, reason))
-        self.reporter.failed(task.path, reason)
+        self.summary.failures.append((task.path, reason))  # reported once the batch commits
 
     def _apply_known_bytes(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
@@ -246,6 +284,11 @@ class Writer:
 
     def save_indexes(self) -> None:
         """Record the indexes as current: they followed every change this run committed (the
-        caller holds the catalog's writer lock, so nobody else changed it)."""
+        caller holds the catalog's writer lock, so nobody else on this machine changed it). An
+        ingest on another machine (a database URL catalog) bumps the generation past this run's:
+        then the indexes lack its changes and are left to be rebuilt on next use."""
+        if self.catalog.generation != self.generation:
+            self.reporter.warn("another ingest changed the catalog meanwhile: the vector indexes are rebuilt on next use")
+            return
         for name, index in self.indexes.items():
             self.catalog.save_index(index, self.extractors[name])

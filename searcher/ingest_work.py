@@ -4,19 +4,17 @@ read, hash, decode, sample videos, extract every signature. No catalog access he
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from searcher import images
-from searcher.errors import ImageError, SearcherError
+from searcher.errors import ImageError
+from searcher.executors import make_executor
 from searcher.features import build_extractors
 from searcher.features.work_image import WorkImage
 from searcher.video import Sampling, is_video_path, sample_video
-from searcher.workers import process_pool
 
 if TYPE_CHECKING:
     from searcher.ingest import IngestOptions
@@ -183,34 +181,16 @@ def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
 
 
 def run_tasks(tasks: list[Task], options: IngestOptions, known_hashes: frozenset[str]) -> Iterator[list[Result]]:
-    """Results chunk by chunk, as they complete; at most a few chunks per worker in flight."""
+    """Results chunk by chunk, as they complete, from the executor named in the options."""
     workers = options.workers or os.cpu_count() or 1
-    if workers == 1 or len(tasks) <= CHUNK:
-        _init_worker(options.signatures, options.max_megapixels, known_hashes, False, options.sampling)
-        for chunk in _chunks(tasks, CHUNK):
-            yield _process_chunk(chunk)
-        return
-    initargs = (options.signatures, options.max_megapixels, known_hashes, True, options.sampling)
-    with process_pool(workers, ["searcher.ingest_work"], _init_worker, initargs) as pool:
-        pending = set()
-        chunks = _chunks(tasks, CHUNK)
-        try:
-            for chunk in chunks:
-                pending.add(pool.submit(_process_chunk, chunk))
-                if len(pending) >= 3 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            for future in list(pending):
-                pending.discard(future)
-                yield future.result()
-        except BrokenProcessPool:
-            raise SearcherError(
-                "an extraction worker died (out of memory?); everything committed so far is kept: rerun to resume"
-            ) from None
-        finally:
-            for future in pending:
-                future.cancel()
+    local = options.executor == "local"
+    if local and len(tasks) <= CHUNK:
+        workers = 1  # a handful of files: starting processes would cost more than it saves
+    executor = make_executor(options.executor, 1 if local and workers == 1 else options.workers)
+    # Worker processes keep to one thread each; only the in-process run may use all cores.
+    single_thread = not (local and workers == 1)
+    setup_args = (options.signatures, options.max_megapixels, known_hashes, single_thread, options.sampling)
+    yield from executor.map(_process_chunk, _chunks(tasks, CHUNK), _init_worker, setup_args)
 
 
 # ---- the catalog side ----

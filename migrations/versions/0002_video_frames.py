@@ -15,8 +15,14 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 
+def _recreate() -> str:
+    """SQLite cannot add a foreign key in place: batch mode copies the table. Elsewhere (PostgreSQL)
+    copying would have to drop the primary key the signatures reference: plain ALTERs instead."""
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("images", recreate="always") as batch:
+    with op.batch_alter_table("images", recreate=_recreate()) as batch:
         batch.add_column(sa.Column("kind", sa.String(length=8), nullable=False, server_default="image"))
         batch.add_column(sa.Column("parent_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("frame_index", sa.Integer(), nullable=True))
@@ -28,7 +34,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("images", recreate="always") as batch:
+    with op.batch_alter_table("images", recreate=_recreate()) as batch:
         batch.drop_index("ix_images_parent_id")
         batch.drop_constraint("fk_images_parent", type_="foreignkey")
         for column in ("sampling", "box", "time_s", "frame_index", "parent_id", "kind"):

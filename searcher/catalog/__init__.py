@@ -43,14 +43,20 @@ class Catalog:
 
     @classmethod
     def open(
-        cls, location: str | os.PathLike | CatalogLocation | None = None, *, create: bool = True, warn: Warn | None = None
+        cls,
+        location: str | os.PathLike | CatalogLocation | None = None,
+        *,
+        create: bool = True,
+        warn: Warn | None = None,
+        vectors: str | None = None,
     ) -> Catalog:
-        """Open (by default creating) the catalog at `location`: a folder path, a CatalogLocation, or
-        None for $SEARCHER_CATALOG, else ./.searcher. `warn` receives one-line warnings."""
+        """Open (by default creating) the catalog at `location`: a folder path, a database URL
+        (postgresql+psycopg://...), a CatalogLocation, or None for $SEARCHER_CATALOG, else ./.searcher.
+        `vectors`: "hnsw" or "milvus:URI" (else $SEARCHER_VECTORS, else hnsw). `warn` receives one-line warnings."""
         from searcher.catalog.engine import open_engine
         from searcher.catalog.store import Store
 
-        location = locate(location)
+        location = locate(location, vectors)
         return cls(location, Store(open_engine(location, create=create)), warn)
 
     def close(self) -> None:
@@ -107,7 +113,7 @@ class Catalog:
     ) -> VectorIndex:
         """The saved index of one extractor if it matches the catalog (`stamp`, by default its state
         now), else one rebuilt from the catalog, saved when `save` and no writer is at work."""
-        from searcher.catalog.vectors import load_or_rebuild
+        from searcher.catalog import milvus, vectors
 
         stamp = stamp or self.stamp(extractor)
 
@@ -115,7 +121,12 @@ class Catalog:
             return self.store.iter_signatures(extractor.name, extractor.version)
 
         saver = (lambda index: self._save_if_current(index, extractor, stamp)) if save else None
-        return load_or_rebuild(self.location.index_path(extractor.name), extractor, stamp, batches, warn or self.warn, saver)
+        if self.milvus_uri:
+            name = self.collection(extractor.name)
+            return milvus.load_or_rebuild(self.milvus_uri, name, extractor, stamp, batches, warn or self.warn, saver)
+        return vectors.load_or_rebuild(
+            self.location.index_path(extractor.name), extractor, stamp, batches, warn or self.warn, saver
+        )
 
     def _save_if_current(self, index: VectorIndex, extractor: Extractor, stamp: CatalogStamp) -> None:
         """Record a rebuilt index as current only while no writer holds the catalog and the catalog
@@ -161,11 +172,26 @@ class Catalog:
 
     def rebuild_index(self, extractor: Extractor) -> VectorIndex:
         """A fresh index of one extractor built from the catalog (not saved)."""
-        from searcher.catalog.vectors import rebuild
+        from searcher.catalog import milvus, vectors
 
-        return rebuild(
-            self.location.index_path(extractor.name), extractor, self.store.iter_signatures(extractor.name, extractor.version)
-        )
+        batches = self.store.iter_signatures(extractor.name, extractor.version)
+        if self.milvus_uri:
+            return milvus.rebuild(self.milvus_uri, self.collection(extractor.name), extractor, batches)
+        return vectors.rebuild(self.location.index_path(extractor.name), extractor, batches)
+
+    @property
+    def milvus_uri(self) -> str | None:
+        """The Milvus server or Lite file of `--vectors milvus:URI`; None for hnswlib files."""
+        from searcher.catalog.location import MILVUS_PREFIX
+
+        vectors = self.location.vectors
+        return vectors[len(MILVUS_PREFIX) :] if vectors.startswith(MILVUS_PREFIX) else None
+
+    def collection(self, signature: str) -> str:
+        """This catalog's Milvus collection of one signature (several catalogs may share a server)."""
+        from searcher.catalog.milvus import collection_name
+
+        return collection_name(self.store.catalog_id(), signature)
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from searcher.catalog.location import CatalogLocation
@@ -29,6 +30,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+SUPPORTED = ("sqlite", "postgresql")
+
+
 def _read_only_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -39,7 +43,15 @@ def _read_only_pragmas(dbapi_connection, _record) -> None:
 def make_engine(url: str | URL, what: str | None = None) -> Engine:
     """An engine on `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection.
     Database errors that mean the catalog itself is unusable become one-line CatalogErrors."""
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except ImportError as e:
+        if make_url(url).get_backend_name() == "postgresql":
+            raise CatalogError(f"a PostgreSQL catalog needs the postgres extra: pip install 'searcher[postgres]' ({e})") from None
+        raise
+    if engine.dialect.name not in SUPPORTED:
+        engine.dispose()
+        raise CatalogError(f"catalogs live in SQLite or PostgreSQL, not {engine.dialect.name}")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "handle_error", _translator(what or engine.url.render_as_string(hide_password=True)))
@@ -131,6 +143,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+MIGRATION_LOCK = 0x5EA4C4E5  # PostgreSQL advisory lock key held while one process migrates
+
+
+@contextmanager
+def _migration_lock(engine: Engine):
+    """Several ingest machines may open one new PostgreSQL catalog at once: one migrates, the others
+    wait for it (an advisory lock, on a connection of its own). SQLite's writer lock does this itself."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+
+
 _REVISION = re.compile(r"^(down_)?revision\b[^=]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.M)
 
 
@@ -164,17 +196,20 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    current = current_revision(engine)
     script = ScriptDirectory(str(migrations_dir()))
     head = script.get_current_head()
-    if current == head:
+    if current_revision(engine) == head:
         return
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise CatalogError(
-            f"catalog schema {current} was written by a newer searcher (this one knows up to {head}); upgrade searcher to use it"
-        )
-    command.upgrade(_alembic_config(engine), "head")
+    with _migration_lock(engine):
+        current = current_revision(engine)  # again: another process may have migrated meanwhile
+        if current == head:
+            return
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise CatalogError(
+                f"catalog schema {current} was written by a newer searcher (this one knows up to {head}); upgrade searcher to use it"
+            )
+        command.upgrade(_alembic_config(engine), "head")
 
 
 def _prepare_folder(location: CatalogLocation, create: bool) -> None:

@@ -4,23 +4,30 @@ The SQLAlchemy URL of a folder catalog is built with URL.create, never by pastin
 string: a folder named `app.db?v2` or `100%` must stay that folder, not become URL options or
 another file (issue #14, D8). A string containing "://" is a database URL; its vector files, a
 rebuildable cache, live in a separate folder (`vector_dir`).
+
+The vector backend travels with the location: "hnsw" (files in `vector_dir`, the default) or
+"milvus:URI" (a Milvus server, or a Milvus Lite file), from --vectors, else $SEARCHER_VECTORS.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from searcher.errors import CatalogError
+from searcher.errors import CatalogError, UsageError
 
 DEFAULT_CATALOG_DIR = ".searcher"
 CATALOG_ENV = "SEARCHER_CATALOG"
 CACHE_ENV = "SEARCHER_CACHE"  # where a URL catalog keeps its vector files
+VECTORS_ENV = "SEARCHER_VECTORS"
+HNSW = "hnsw"
+MILVUS_PREFIX = "milvus:"
 DB_NAME = "catalog.db"
 
 
@@ -30,10 +37,12 @@ class CatalogLocation:
 
     directory     folder catalog: the folder itself; URL catalog: the folder of its vector files
     database_url  None for a folder catalog (SQLite file `directory/catalog.db`)
+    vectors       the vector backend: "hnsw", or "milvus:URI" with URI absolute (a server URL or a Lite file)
     """
 
     directory: Path
     database_url: str | None = None
+    vectors: str = HNSW  # "hnsw" or "milvus:URI" (see parse_vectors)
 
     @property
     def is_folder(self) -> bool:
@@ -75,22 +84,39 @@ def _cache_dir(url: str) -> Path:
     return Path(base).resolve() / ("vectors-" + hashlib.sha256(url.encode()).hexdigest()[:16])
 
 
-def parse(text: str | os.PathLike, vector_dir: str | os.PathLike | None = None) -> CatalogLocation:
+def parse_vectors(spec: str | None) -> str:
+    """--vectors hnsw | milvus:PATH_OR_URI (else $SEARCHER_VECTORS, else hnsw), checked and made
+    absolute: a Milvus Lite path is resolved now, so every process names the same file."""
+    spec = (spec or os.environ.get(VECTORS_ENV) or HNSW).strip()
+    if spec == HNSW:
+        return spec
+    if spec.startswith(MILVUS_PREFIX):
+        uri = spec[len(MILVUS_PREFIX) :]
+        if not uri:
+            raise UsageError("--vectors milvus: needs a place: milvus:./vectors.db (Milvus Lite) or milvus:http://HOST:19530")
+        if not re.match(r"^[a-z]+://", uri):
+            uri = str(Path(uri).expanduser().resolve())
+        return MILVUS_PREFIX + uri
+    raise UsageError(f"unknown vector backend {spec!r}: use hnsw, milvus:PATH (Milvus Lite) or milvus:http://HOST:19530")
+
+
+def parse(text: str | os.PathLike, vector_dir: str | os.PathLike | None = None, vectors: str | None = None) -> CatalogLocation:
     """A folder path, or a database URL ("://" in it) with its vector files in `vector_dir`
-    (default: $SEARCHER_CACHE, else ~/.cache/searcher, one folder per URL)."""
+    (default: $SEARCHER_CACHE, else ~/.cache/searcher, one folder per URL); `vectors` as in parse_vectors."""
     text = os.fspath(text)
+    backend = parse_vectors(vectors)
     if "://" not in text:
-        return CatalogLocation(Path(text).expanduser().resolve())
+        return CatalogLocation(Path(text).expanduser().resolve(), vectors=backend)
     try:
         make_url(text)
     except ArgumentError as e:
         raise CatalogError(f"not a database URL: {text} ({e})") from None
-    vectors = Path(vector_dir).expanduser().resolve() if vector_dir else _cache_dir(text)
-    return CatalogLocation(vectors, database_url=text)
+    files = Path(vector_dir).expanduser().resolve() if vector_dir else _cache_dir(text)
+    return CatalogLocation(files, database_url=text, vectors=backend)
 
 
-def locate(catalog: str | os.PathLike | CatalogLocation | None = None) -> CatalogLocation:
-    """--catalog LOCATION, else $SEARCHER_CATALOG, else ./.searcher."""
+def locate(catalog: str | os.PathLike | CatalogLocation | None = None, vectors: str | None = None) -> CatalogLocation:
+    """--catalog LOCATION, else $SEARCHER_CATALOG, else ./.searcher; --vectors, else $SEARCHER_VECTORS, else hnsw."""
     if isinstance(catalog, CatalogLocation):
-        return catalog
-    return parse(catalog or os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG_DIR)
+        return catalog if vectors is None else replace(catalog, vectors=parse_vectors(vectors))
+    return parse(catalog or os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG_DIR, vectors=vectors)

@@ -1,17 +1,24 @@
 """Every SQL statement of searcher, as named methods over one engine.
 
-Statements are SQLAlchemy Core/ORM constructs, dialect-neutral (SQLite today, PostgreSQL next);
-nothing outside searcher.catalog builds a query. Reads return plain rows or dicts; the writes of
-an ingest go through one `Batch` (a transaction) at a time.
+Statements are SQLAlchemy Core/ORM constructs, dialect-neutral (SQLite and PostgreSQL); the few
+that differ (upserts) go through the dialect. Nothing outside searcher.catalog builds a query.
+Reads return plain rows or dicts; the writes of an ingest go through one `Batch` (a transaction)
+at a time, retried whole when a concurrent writer made it fail (`run_batch`).
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
+import uuid
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, cast, delete, func, insert, select, update
+from sqlalchemy import Integer as SqlInteger
+from sqlalchemy import String as SqlString
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from searcher.catalog.engine import current_revision
@@ -30,6 +37,10 @@ from searcher.catalog.schema import (
 
 SIGNATURE_COUNTS_KEY = "signature_counts"
 IN_BATCH = 500  # ids per IN (...) list: well under every database's parameter limit
+CATALOG_ID_KEY = "catalog_id"  # names this catalog's collections on a shared vector server
+BATCH_ATTEMPTS = 8
+# PostgreSQL SQLSTATEs worth a retry of the whole transaction: serialization failure, deadlock detected.
+RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
 class Store:
@@ -53,12 +64,29 @@ class Store:
 
     def bump_generation(self) -> tuple[int, int]:
         """Mark that signatures are about to change (index files saved before are out of date);
-        returns (previous, new) generation."""
+        returns (previous, new) generation. One atomic statement: concurrent writers each get
+        their own number, so a writer can tell whether another one ran while it did."""
+        increment = cast(cast(StateRow.value, SqlInteger) + 1, SqlString)
+        statement = _upsert(self.engine, StateRow, {"key": GENERATION_KEY, "value": "1"}, ["key"], {"value": increment})
         with self.session() as session:
-            previous = _generation(session)
-            session.merge(StateRow(key=GENERATION_KEY, value=str(previous + 1)))
+            new = int(session.execute(statement.returning(StateRow.value)).scalar_one())
             session.commit()
-        return previous, previous + 1
+        return new - 1, new
+
+    def database_bytes(self) -> int:
+        """Size of a server database (PostgreSQL); 0 where the dialect cannot tell (a SQLite file is measured on disk)."""
+        if self.engine.dialect.name != "postgresql":
+            return 0
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.pg_database_size(func.current_database()))).scalar_one())
+
+    def catalog_id(self) -> str:
+        """A random id given to this catalog once (the first caller's wins), kept in its state table."""
+        statement = _insert(self.engine, StateRow).values(key=CATALOG_ID_KEY, value=uuid.uuid4().hex[:16])
+        with self.session() as session:
+            session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
+            session.commit()
+            return session.get(StateRow, CATALOG_ID_KEY).value
 
     # ---- signatures ----
 
@@ -279,6 +307,21 @@ class Store:
             yield Batch(session)
             session.commit()
 
+    def run_batch(self, apply: Callable[[Batch], None], undo: Callable[[], None]) -> None:
+        """apply(batch) in one transaction; when a concurrent writer made it fail (the same path
+        inserted twice, a deadlock, a serialization failure), `undo()` forgets what the attempt
+        counted and the whole transaction runs again, after a short random wait."""
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                with self.batch() as batch:
+                    apply(batch)
+                return
+            except DBAPIError as e:
+                if not _retryable(e) or attempt == BATCH_ATTEMPTS - 1:
+                    raise
+                undo()
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+
 
 class Batch:
     """The writes of an ingest inside one transaction. Rows come back as objects whose attributes
@@ -329,7 +372,12 @@ class Batch:
         return [tuple(row) for row in self.session.execute(query)]
 
     def put_signature(self, image_id: int, name: str, version: str, blob: bytes) -> None:
-        self.session.merge(SignatureRow(image_id=image_id, extractor=name, version=version, data=blob))
+        """Insert or replace one signature in a single statement (no read-then-write race)."""
+        values = {"image_id": image_id, "extractor": name, "version": version, "data": blob}
+        self.session.flush()  # the image row first: the upsert bypasses the unit of work
+        self.session.execute(
+            _upsert(self.session.get_bind(), SignatureRow, values, ["image_id", "extractor"], ["version", "data"])
+        )
 
     def delete_signatures(self, image_id: int) -> None:
         self.session.execute(delete(SignatureRow).where(SignatureRow.image_id == image_id))
@@ -346,6 +394,35 @@ class Batch:
         children = list(self.session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)))
         self.delete_images(children)
         return children
+
+
+def _insert(bind, table):
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite >= 3.24 and PostgreSQL both do)."""
+    name = bind.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # engine.open_engine refuses other databases before any statement runs
+        raise NotImplementedError(name)
+    return insert(table)
+
+
+def _upsert(bind, table, values: dict, keys: list[str], update: list[str] | dict):
+    """INSERT values, or on a conflict over `keys` UPDATE the `update` columns (from the new values,
+    or the given expressions)."""
+    statement = _insert(bind, table).values(**values)
+    if not isinstance(update, dict):
+        update = {column: statement.excluded[column] for column in update}
+    return statement.on_conflict_do_update(index_elements=keys, set_=update)
+
+
+def _retryable(error: DBAPIError) -> bool:
+    """A failure that another transaction caused and that a fresh attempt may not meet again."""
+    if isinstance(error, IntegrityError):
+        return True  # e.g. a concurrent ingest inserted the same path first: the retry sees its row
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return sqlstate in RETRYABLE_SQLSTATES or "database is locked" in str(error.orig)
 
 
 def _count_signatures(session: Session) -> list[tuple[str, str, int]]:

@@ -1,7 +1,7 @@
 """Command line: parse, call one library function, print. Results on stdout, the rest on stderr.
 
 The commands live in searcher.cli.search (ingest, query, train, reindex) and searcher.cli.review
-(compare, dups, undo, info) and searcher.cli.serve (serve); this module builds the app and is the
+(compare, dups, undo, info), searcher.cli.serve (serve) and searcher.cli.admin (migrate); this module builds the app and is the
 error boundary: whatever a command raises becomes one line on stderr and an exit code (1 error,
 2 bad usage, 130 Ctrl-C); `--debug` shows the traceback instead.
 """
@@ -14,7 +14,7 @@ import traceback
 
 import typer
 
-from searcher.cli import review, search, serve
+from searcher.cli import admin, review, search, serve
 from searcher.cli.common import Interrupted, err, out
 from searcher.errors import SearcherError, one_line
 from searcher.text import printable
@@ -49,6 +49,7 @@ def _root(
 search.register(app)
 review.register(app)
 serve.register(app)
+admin.register(app)
 
 
 def _fail(message: str, code: int) -> None:

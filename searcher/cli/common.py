@@ -36,11 +36,25 @@ CatalogOption = typer.Option(
     None,
     "--catalog",
     envvar="SEARCHER_CATALOG",
-    help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]",
+    help="Catalog folder, or database URL (postgresql+psycopg://USER@HOST/DB) [default: $SEARCHER_CATALOG, else ./.searcher]",
     show_default=False,
     # A string, not a Path: a database URL's "//" must survive (a Path would collapse it).
     metavar="<path>",
 )
+VectorsOption = typer.Option(
+    None,
+    "--vectors",
+    envvar="SEARCHER_VECTORS",
+    help="Vector backend: hnsw (files beside the catalog) or milvus:PATH_OR_URI (Milvus Lite file or http://HOST:19530) [default: hnsw]",
+    show_default=False,
+)
+
+
+def catalog_at(catalog: str | None, vectors: str | None):
+    """The CatalogLocation named by --catalog and --vectors (both checked here, before any work)."""
+    from searcher.catalog import locate
+
+    return locate(catalog, vectors)
 
 
 def warn(message: str) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, Interrupted, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, Interrupted, VectorsOption, catalog_at, err, out, progress_bar, warn
 from searcher.text import json_safe, printable_name
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
@@ -46,6 +46,7 @@ def compare(
     a: Path = typer.Argument(..., help="First image (need not be in the catalog)."),
     b: Path = typer.Argument(..., help="Second image."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     threshold: float = typer.Option(
         DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."
     ),
@@ -66,7 +67,7 @@ def compare(
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
-    result = api.compare(a, b, catalog=catalog, threshold=threshold, warn=warn)
+    result = api.compare(a, b, catalog=catalog_at(catalog, vectors), threshold=threshold, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
         err.print(f"wrote {draw} ({width}x{height})", markup=False)
@@ -166,6 +167,7 @@ VerifyBudgetOption = typer.Option(
 
 def dups(
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     threshold: float = DupsThresholdOption,
     neighbours: int = NeighboursOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
@@ -197,7 +199,7 @@ def dups(
 
     if (yes or log) and move_to is None:
         raise UsageError("--yes and --log go with --move-to DIR")
-    with Catalog.open(catalog, create=False, warn=warn) as opened:
+    with Catalog.open(catalog_at(catalog, vectors), create=False, warn=warn) as opened:
         with progress_bar() as progress:
             result = opened.duplicates(
                 threshold=threshold,
@@ -295,11 +297,12 @@ def undo(
         show_default=False,
         metavar="<path>",
     ),
+    vectors: Optional[str] = VectorsOption,
 ) -> None:
     """Move every file of a move log back where it was (never overwriting) and re-point the catalog."""
     from searcher import api
 
-    outcome = api.undo(log, catalog, warn=warn)
+    outcome = api.undo(log, catalog_at(catalog, vectors) if catalog else None, warn=warn)
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
@@ -309,12 +312,13 @@ def undo(
 
 def info(
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
 ) -> None:
     """Catalog path, schema version, image counts, signatures and their versions, index sizes, disk use."""
     from searcher import api
 
-    facts = api.info(catalog)
+    facts = api.info(catalog_at(catalog, vectors))
     if fmt is CompareFormat.json:
         sys.stdout.write(json_safe(json.dumps(facts.to_dict(), indent=2)) + "\n")
         return

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, IngestProgress, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, IngestProgress, VectorsOption, catalog_at, err, out, progress_bar, warn
 from searcher.errors import UsageError
 from searcher.text import json_safe, printable_name
 
@@ -53,6 +53,7 @@ class HistMethod(str, Enum):
 def ingest(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option(DEFAULT_SIGNATURES, "--signatures", help="Comma-separated signatures to compute."),
@@ -74,9 +75,16 @@ def ingest(
         "--save-frames",
         help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
     ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        envvar="SEARCHER_EXECUTOR",
+        help="Where extraction runs: local (process pool), ray (a local Ray, or $RAY_ADDRESS) or ray://HOST:PORT.",
+    ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
     from searcher import api
+    from searcher.executors import parse_executor
     from searcher.features import parse_signature_list
     from searcher.ingest import IngestOptions
     from searcher.video import Sampling
@@ -89,10 +97,11 @@ def ingest(
         max_megapixels=max_megapixels,
         signatures=parse_signature_list(signatures),
         sampling=sampling,
+        executor=parse_executor(executor),
         wait=wait,
     )
     with progress_bar() as progress:
-        summary = api.ingest(paths, catalog, options, IngestProgress(progress))
+        summary = api.ingest(paths, catalog_at(catalog, vectors), options, IngestProgress(progress))
     counts = summary.counts()
     if summary.frames or summary.crops:
         err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
@@ -105,6 +114,7 @@ def ingest(
 def query(
     paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog)."),
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
     metric: Metric = typer.Option(
         Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."
@@ -126,7 +136,7 @@ def query(
 
     results = api.query_paths(
         [str(p) for p in paths],
-        catalog,
+        catalog_at(catalog, vectors),
         top=top,
         metric=metric.value,
         hist_method=hist_method.value,
@@ -220,11 +230,11 @@ def train(
     out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
 
 
-def reindex(catalog: Optional[str] = CatalogOption) -> None:
+def reindex(catalog: Optional[str] = CatalogOption, vectors: Optional[str] = VectorsOption) -> None:
     """Rebuild every vector index from the catalog (the catalog is the source of truth)."""
     from searcher import api
 
-    counts = api.reindex(catalog)
+    counts = api.reindex(catalog_at(catalog, vectors))
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
 
 

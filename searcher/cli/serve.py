@@ -7,11 +7,12 @@ from typing import Optional
 
 import typer
 
-from searcher.cli.common import CatalogOption, err
+from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err
 
 
 def serve(
     catalog: Optional[str] = CatalogOption,
+    vectors: Optional[str] = VectorsOption,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs --token."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port."),
     token: Optional[str] = typer.Option(
@@ -30,11 +31,10 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.1, help="Largest upload accepted."),
 ) -> None:
     """Answer HTTP: a JSON API (OpenAPI at /docs) and a web page to search and review duplicates."""
-    from searcher.catalog import locate
     from searcher.server import serve as run_server
 
     run_server(
-        locate(catalog),
+        catalog_at(catalog, vectors),
         host,
         port,
         token or None,

@@ -10,7 +10,7 @@ from searcher.catalog import Catalog, CatalogLocation
 from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import UsageError
 from searcher.executors import make_executor, parse_executor
-from searcher.features import build_extractor
+from searcher.features import DEFAULT_SIGNATURES, build_extractor
 from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS
@@ -37,7 +37,7 @@ def test_ray_executor_gives_the_local_signatures(ray_cluster, tmp_path):
     summary = ingest(files, remote, IngestOptions(executor="ray"))
     assert summary.added == len(files) and summary.failed == 0
     expected, got = _signatures(local), _signatures(remote)
-    assert expected.keys() == got.keys() and len(expected) == 4 * len(files)
+    assert expected.keys() == got.keys() and len(expected) == len(DEFAULT_SIGNATURES) * len(files)
     for key, blob in expected.items():
         if key[1] == "ae":  # float inference: equal up to summation order
             extractor = build_extractor("ae")

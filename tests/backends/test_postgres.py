@@ -16,13 +16,14 @@ from sqlalchemy import create_engine, func, select
 from searcher.catalog import Catalog
 from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import CatalogError
+from searcher.features import DEFAULT_SIGNATURES
 from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS, SAMPLE
 
 pytestmark = pytest.mark.backends
 QUERIES = sorted((SAMPLE / "copies").iterdir()) + PHOTOS
-SIGNATURES = 4  # hist, mse, orb, ae for every image
+SIGNATURES = len(DEFAULT_SIGNATURES)  # hist, mse, orb, ae, cnn for every image
 ROUNDS = 12  # copies of each sample photo in the killed ingest
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
 from searcher.cli_common import CatalogOption, err, out, warn
+from searcher.cli_output import format_query, terminal_width
+from searcher.cli_progress import ProgressReporter, rate_text
 from searcher.errors import SearcherError, UsageError
 
 app = typer.Typer(
@@ -22,12 +20,15 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Near-duplicate image search with a persistent index.",
     pretty_exceptions_enable=False,
+    # Plain Click help: text in square brackets ([default: ...]) is shown as written, not eaten as markup.
+    rich_markup_mode=None,
 )
-
 
 
 class Format(str, Enum):
     table = "table"
+    wide = "wide"
+    paths = "paths"
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
@@ -53,34 +54,39 @@ class HistMethod(str, Enum):
     bhattacharyya = "bhattacharyya"
 
 
-class _ProgressReporter:
-    """Ingest reporter drawing a rich progress bar on stderr."""
+DEFAULT_TRAIN_OUT = "searcher-ae.pt"
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = None
+WeightsOption = typer.Option(
+    None,
+    "--weights",
+    help="Autoencoder weights for the ae signature, e.g. from `searcher train` [default: $SEARCHER_AE_WEIGHTS, else the shipped weights]",
+    dir_okay=False,
+    show_default=False,
+)
 
-    def start(self, total: int) -> None:
-        self.task = self.progress.add_task("extracting", total=total)
 
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
+def use_weights(weights: Optional[Path]) -> None:
+    """--weights FILE: every ae extractor of this process and its workers loads FILE (via the environment)."""
+    if weights is None:
+        return
+    if not weights.is_file():
+        raise UsageError(f"no such weights file: {weights}")
+    from searcher.features.autoencoder import WEIGHTS_ENV
 
-    def warn(self, message: str) -> None:
-        self.progress.console.print(f"warning: {message}", markup=False)
-
-    def failed(self, path: str, reason: str) -> None:
-        self.progress.console.print(f"failed: {path}: {reason}", markup=False)
+    os.environ[WEIGHTS_ENV] = str(weights.resolve())
 
 
 @app.command()
 def ingest(
-    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively).", show_default=False),
     catalog: Optional[Path] = CatalogOption,
-    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
+    exclude: Optional[List[str]] = typer.Option(
+        None, "--exclude", help="Leave out files and folders matching this glob (repeatable): a name (*.tmp, @eaDir) or a path under the folder (raw/*.png)", show_default=False
+    ),
+    weights: Optional[Path] = WeightsOption,
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
     every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
     scene_change: Optional[float] = typer.Option(
@@ -96,115 +102,82 @@ def ingest(
     from searcher.ingest import ingest as run_ingest
     from searcher.video import Sampling
 
+    use_weights(weights)
     sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
     options = IngestOptions(
-        workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures), sampling=sampling
+        workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures), sampling=sampling, exclude=tuple(exclude or ())
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
-    ) as progress:
-        summary = run_ingest(paths, locate(catalog), options, _ProgressReporter(progress))
+    with ProgressReporter() as reporter:
+        summary = run_ingest(paths, locate(catalog), options, reporter)
     counts = summary.counts()
     if summary.frames or summary.crops:
         err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
     if fmt is SummaryFormat.json:
         out.print(json.dumps(counts), markup=False)
     else:
-        out.print(", ".join(f"{v} {k}" for k, v in counts.items()), markup=False)
+        line = ", ".join(f"{v} {k}" for k, v in counts.items())
+        out.print(f"{line} in {rate_text(reporter.done, reporter.elapsed)}", markup=False)
 
 
 @app.command()
 def query(
-    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog)."),
+    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog).", show_default=False),
     catalog: Optional[Path] = CatalogOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
     metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
     hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
-    fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    fmt: Format = typer.Option(
+        Format.table, "--format", help="table: rank, score, verdict, path (fits the terminal); wide: every score; paths: one path per line; json, jsonl, csv."
+    ),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", help="Comma-separated scores to add to the table, e.g. fused,hist,mse,ae,orb_inliers,mse_distance", show_default=False
+    ),
+    weights: Optional[Path] = WeightsOption,
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
 ) -> None:
-    """Find the nearest catalog images to each query image."""
+    """Find the nearest catalog images to each query image.
+
+    Every score is higher = more similar; raw distances are named *_distance. Exit 1 when any query
+    file could not be read (the others' results are still printed).
+    """
     from searcher.catalog import locate
     from searcher.query import query_paths
 
+    use_weights(weights)
     results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
     good = [r for r in results if not r.error]
-    _print_results(good, fmt)
+    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    sys.stdout.write(format_query(good, fmt.value, wanted, terminal_width()))
     if html is not None and good:
         from searcher.report import write_query_html
 
         write_query_html(good, html)
         err.print(f"wrote {html}", markup=False)
-    if not good:
+    if len(good) < len(results):
+        failed = len(results) - len(good)
+        err.print(f"{failed} of {len(results)} query file(s) failed", markup=False)
         raise SystemExit(1)
-
-
-def _hit_dict(rank: int, hit) -> dict:
-    entry = {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
-    if hit.frame is not None:  # a video frame or person crop: path is the video
-        entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
-    return entry
-
-
-def _result_dict(result) -> dict:
-    return {"query": result.query, "results": [_hit_dict(rank, hit) for rank, hit in enumerate(result.hits, 1)]}
-
-
-def _where(hit) -> str:
-    """A hit's place for a person: the path, plus frame, time and box inside a video."""
-    if hit.frame is None:
-        return hit.path
-    box = f" box={','.join(map(str, hit.box))}" if hit.box else ""
-    return f"{hit.path} frame={hit.frame} t={hit.time:.2f}s{box}"
-
-
-def _print_results(results, fmt: Format) -> None:
-    if fmt is Format.jsonl:
-        for result in results:
-            sys.stdout.write(json.dumps(_result_dict(result), ensure_ascii=False) + "\n")
-    elif fmt is Format.json:
-        sys.stdout.write(json.dumps([_result_dict(r) for r in results], ensure_ascii=False, indent=2) + "\n")
-    elif fmt is Format.csv:
-        keys = sorted({k for r in results for h in r.hits for k in h.scores})
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["query", "rank", "path", "frame", "time", "box", "score", *keys])
-        for r in results:
-            for rank, hit in enumerate(r.hits, 1):
-                video = (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "") if hit.frame is not None else ("", "", "")
-                writer.writerow([r.query, rank, hit.path, *video, f"{hit.score:.6f}", *(_fmt(hit.scores.get(k)) for k in keys)])
-        sys.stdout.write(buffer.getvalue())
-    else:
-        for r in results:
-            keys = [k for k in ("fused", "hist", "mse", "ae", "orb_inliers", "orb_matches") if any(k in h.scores for h in r.hits)]
-            table = Table(title=r.query, title_justify="left")
-            for column in ("rank", "score", *keys):
-                table.add_column(column, justify="right")
-            table.add_column("path", overflow="fold")
-            for rank, hit in enumerate(r.hits, 1):
-                table.add_row(str(rank), f"{hit.score:.4f}", *(_fmt(hit.scores.get(k)) for k in keys), _where(hit))
-            out.print(table)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
 
 
 @app.command()
 def train(
-    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on."),
+    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on.", show_default=False),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs (2048 augmented samples each)."),
     latent_dim: int = typer.Option(128, "--latent-dim", min=2, help="Length of the latent vector (the `ae` signature)."),
-    weights: Path = typer.Option(Path("models/ae.pt"), "--out", help="Weights file to write."),
+    weights: Path = typer.Option(
+        Path(DEFAULT_TRAIN_OUT), "--out", help="Weights file to write (use it with --weights on ingest, query and compare)", dir_okay=False
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (training is deterministic for a given seed)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from OUT's checkpoint when there is one."),
 ) -> None:
-    """Train the autoencoder behind the `ae` signature (CPU; checkpoints every epoch)."""
+    """Train the autoencoder behind the `ae` signature (CPU; checkpoints every epoch). Needs the train extra: pip install 'searcher[train]'."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SearcherError("searcher train needs PyTorch: pip install 'searcher[train]'") from None
     from searcher.training import train_autoencoder
 
     for p in paths:
@@ -213,6 +186,19 @@ def train(
     report = train_autoencoder(list(paths), weights, epochs=epochs, latent_dim=latent_dim, seed=seed, resume=resume)
     summary = {k: report[k] for k in ("final_loss", "version") if k in report}
     out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
+
+
+@app.command()
+def prune(catalog: Optional[Path] = CatalogOption) -> None:
+    """Remove every catalog entry whose file is gone from disk (entries under folders that cannot be read, or look unmounted, are kept)."""
+    from searcher.catalog import locate
+    from searcher.prune import prune as run_prune
+
+    result = run_prune(locate(catalog), warn=warn)
+    for path in result.removed:
+        err.print(f"removed {path}", markup=False)
+    kept = f"; {len(result.unreachable)} kept (folder unreadable or not mounted)" if result.unreachable else ""
+    out.print(f"{len(result.removed)} missing file(s) removed from the catalog{kept}", markup=False)
 
 
 @app.command()
@@ -225,13 +211,19 @@ def reindex(catalog: Optional[Path] = CatalogOption) -> None:
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True)) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from searcher import __version__
 
-        out.print(__version__)
+        out.print(f"searcher {__version__}", markup=False)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    """Near-duplicate image search with a persistent index."""
 
 
 from searcher.cli_review import register as _register_review  # noqa: E402 (commands of the review module)

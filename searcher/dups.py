@@ -14,7 +14,9 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
-   A member's score is the best score of its linked pairs.
+   A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
+   "not duplicates" (searcher.review_store) are left out: such pairs are not linked, such groups
+   not returned.
 
 Group id: "g" + the first 12 hex digits of the smallest sha256 among the members. It stays the same
 across runs, renames and moves for as long as that member stays in the group.
@@ -51,6 +53,9 @@ from searcher.catalog import STATUS_OK, CatalogLocation, ImageRow, SignatureRow,
 from searcher.compare import DEFAULT_THRESHOLD, FUSED_SIGNATURES, match_orb, orientations, required_inliers
 from searcher.errors import CatalogError, SearcherError, UsageError
 from searcher.features.orb import MIN_INLIERS, OrbExtractor
+from searcher.group_review import ReviewCounts, ReviewOptions, in_scope, prepare_groups
+from searcher.review_state import clear_moved_out, mark_moved_out, moved_out_ids
+from searcher.review_store import ignored_group_ids, ignored_pairs
 
 DEFAULT_NEIGHBOURS = 10
 MIRROR_SIMILARITY = 0.9  # mse similarity, mirrored, from which a pair gets the mirror check
@@ -80,6 +85,7 @@ class Group:
     keep: Member
     keep_reason: str
     members: list[Member]  # the kept copy first, then by score
+    protected: set[str] = field(default_factory=set)  # paths under a --reference folder: never moved
 
 
 @dataclass
@@ -89,6 +95,8 @@ class DupsResult:
     candidate_pairs: int = 0
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
+    ignored_groups: int = 0  # groups found but marked "not duplicates" (searcher.review_store), left out
+    review: ReviewCounts = field(default_factory=ReviewCounts)  # what searcher.group_review left out
     threshold: float = DEFAULT_THRESHOLD
     neighbours: int = DEFAULT_NEIGHBOURS
     timings: dict[str, float] = field(default_factory=dict)
@@ -101,7 +109,14 @@ class DupsResult:
                     "keep": g.keep.path,
                     "keep_reason": g.keep_reason,
                     "members": [
-                        {"path": m.path, "score": round(m.score, 6), "width": m.width, "height": m.height, "size": m.size}
+                        {
+                            "path": m.path,
+                            "score": round(m.score, 6),
+                            "width": m.width,
+                            "height": m.height,
+                            "size": m.size,
+                            "reference": m.path in g.protected,
+                        }
                         for m in g.members
                     ],
                 }
@@ -381,8 +396,10 @@ def find_duplicates(
     neighbours: int = DEFAULT_NEIGHBOURS,
     workers: int = 0,
     reporter: Reporter | None = None,
+    review: ReviewOptions | None = None,
 ) -> DupsResult:
-    """Near-duplicate groups of every image file in the catalog (see the module docstring)."""
+    """Near-duplicate groups of the catalog's image files (see the module docstring), ready for
+    review: keep rule, reference folders, scope, missing files and links (searcher.group_review)."""
     from searcher.query import Searcher
 
     if not 0.0 < threshold <= 1.0:
@@ -390,11 +407,13 @@ def find_duplicates(
     if neighbours < 1:
         raise UsageError("--neighbours must be at least 1")
     reporter = reporter or Reporter()
+    review = review or ReviewOptions()
     result = DupsResult(groups=[], threshold=threshold, neighbours=neighbours)
     clock = time.perf_counter()
     with Searcher(location, warn=reporter.warn) as searcher:
         engine = searcher.engine
-        members = _file_rows(engine)
+        set_aside = moved_out_ids(engine)  # moved out for review: not offered again
+        members = [m for m in _file_rows(engine) if m.image_id not in set_aside and in_scope(m.path, review)]
         result.images = len(members)
         ids = np.array([m.image_id for m in members], dtype=np.int64)
         indexes = {name: index for name, index in searcher.indexes.items() if name in FUSED_SIGNATURES}
@@ -430,12 +449,25 @@ def find_duplicates(
             scores[retry] = pair_scores(fused[retry], inliers[retry])
         scores[same_bytes] = 1.0
         result.timings["verify"] = time.perf_counter() - clock
+        ignored_groups, ignored = ignored_group_ids(engine), ignored_pairs(engine)
 
     linked = np.flatnonzero(scores >= threshold)
+    linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]] if ignored else linked
     result.candidate_pairs = len(pairs)
     result.linked_pairs = len(linked)
-    result.groups = _groups(members, pairs[linked], scores[linked])
+    groups, result.review = prepare_groups(_groups(members, pairs[linked], scores[linked]), review, group_id)
+    if result.review.missing:
+        reporter.warn(
+            f"{result.review.missing} file(s) in the catalog are gone from disk (e.g. {result.review.missing_paths[0]}) "
+            "and were left out; `searcher prune` removes them"
+        )
+    result.groups = [g for g in groups if g.id not in ignored_groups]
+    result.ignored_groups = len(groups) - len(result.groups)
     return result
+
+
+def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:
+    return tuple(sorted((members[a].sha256, members[b].sha256)))
 
 
 def pair_scores(fused: np.ndarray, inliers: np.ndarray) -> np.ndarray:
@@ -502,7 +534,7 @@ def plan_moves(groups: list[Group], destination: str | os.PathLike) -> list[Move
     moves = []
     for group in groups:
         for member in group.members[1:]:
-            if _under(member.path, destination):
+            if _under(member.path, destination) or member.path in group.protected:
                 continue
             folder = os.path.join(destination, group.id)
             stem, ext = os.path.splitext(os.path.basename(member.path))
@@ -595,20 +627,29 @@ def move_duplicates(
                     continue
                 outcome.moved.append(move)
                 if engine is not None:
-                    _repoint(engine, move.source, move.target, warn)
+                    _repoint(engine, move.source, move.target, warn, moved_out=log_path)
     finally:
         if engine is not None:
             engine.dispose()
     return outcome
 
 
-def _repoint(engine, old: str, new: str, warn) -> None:
-    """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it unchanged)."""
+def _repoint(engine, old: str, new: str, warn, moved_out: str | None) -> None:
+    """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it
+    unchanged). `moved_out`: the log of a move for review (the row is set aside, see
+    searcher.review_state); None: an undo (the row is offered again)."""
     with new_session(engine) as session:
         if session.scalar(select(ImageRow.id).where(ImageRow.path == new)) is not None:
             warn(f"catalog already has a row for {new}; run searcher ingest to reconcile")
             return
-        session.execute(update(ImageRow).where(ImageRow.path == old).values(path=new))
+        image_id = session.scalar(select(ImageRow.id).where(ImageRow.path == old))
+        if image_id is None:
+            return
+        session.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=new))
+        if moved_out is not None:
+            mark_moved_out(session, image_id, old, moved_out)
+        else:
+            clear_moved_out(session, image_id)
         session.commit()
 
 
@@ -632,6 +673,8 @@ def read_log(log_path: str | os.PathLike) -> list[dict]:
                     raise SearcherError(f"{log_path}:{number}: not a searcher move log line") from None
                 if entry.get("op") == "move" and {"from", "to", "size"} <= set(entry):
                     entries.append(entry)
+                elif entry.get("op") == "link" and {"path", "target", "kind", "sha256"} <= set(entry):
+                    entries.append(entry)
     except FileNotFoundError:
         raise UsageError(f"no such log: {log_path}") from None
     except OSError as e:
@@ -650,6 +693,9 @@ def undo_moves(log_path: str | os.PathLike, location: CatalogLocation | None = N
     engines: dict[str, object] = {}
     try:
         for entry in reversed(read_log(log_path)):
+            if entry["op"] == "link":
+                _undo_link(entry, outcome, warn)
+                continue
             source, target = entry["from"], entry["to"]
             if os.path.lexists(source):
                 reason = "already back" if not os.path.lexists(target) else f"{source} exists (not overwritten)"
@@ -671,12 +717,40 @@ def undo_moves(log_path: str | os.PathLike, location: CatalogLocation | None = N
                 pass  # not empty: other files remain there
             engine = _engine_for(location, entry.get("catalog"), engines, warn)
             if engine is not None:
-                _repoint(engine, target, source, warn)
+                _repoint(engine, target, source, warn, moved_out=None)
     finally:
         for engine in engines.values():
             if engine is not None:
                 engine.dispose()
     return outcome
+
+
+def _undo_link(entry: dict, outcome: UndoOutcome, warn) -> None:
+    from searcher.links import undo_link
+
+    try:
+        reason = undo_link(entry)
+    except OSError as e:
+        reason = f"cannot restore: {e.strerror or e}"
+    if reason is None:
+        outcome.restored.append((f"link to {entry['target']}", entry["path"]))
+    else:
+        outcome.skipped.append((entry["path"], reason))
+        if reason != "already gone":
+            warn(f"not restored: {entry['path']}: {reason}")
+
+
+def relink_row(location: CatalogLocation, path: str) -> None:
+    """After a link replaced a file with the kept copy's bytes: the row takes the link's size and
+    time, so the next ingest sees it unchanged."""
+    engine = open_catalog(location, create=False)
+    try:
+        st = os.stat(path)
+        with new_session(engine) as session:
+            session.execute(update(ImageRow).where(ImageRow.path == path).values(size=st.st_size, mtime_ns=st.st_mtime_ns))
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def _engine_for(location: CatalogLocation | None, logged: str | None, engines: dict, warn):

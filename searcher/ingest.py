@@ -7,6 +7,7 @@ row's file is gone, the row is re-pointed (a move); only truly new content is de
 
 from __future__ import annotations
 
+import fnmatch
 import multiprocessing
 import os
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from searcher import images
 from searcher.catalog import (
@@ -38,6 +39,8 @@ from searcher.catalog import (
 from searcher.errors import ImageError, SearcherError, UsageError
 from searcher.features import DEFAULT_SIGNATURES, build_extractors
 from searcher.index import open_index
+from searcher.prune import file_state
+from searcher.review_state import clear_moved_out, moved_out_from
 from searcher.video import VIDEO_EXTENSIONS, Sampling, is_video_path, sample_video
 
 CHUNK = 16  # files per worker task: enough for batched autoencoder inference, small for progress
@@ -51,6 +54,7 @@ class IngestOptions:
     max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
     sampling: Sampling = field(default_factory=Sampling)  # for video files
+    exclude: tuple[str, ...] = ()  # globs of files and folders to leave out (see `excluded`)
 
 
 @dataclass
@@ -306,7 +310,9 @@ class _Writer:
                 self.indexes[extractor.name] = open_index(self.engine, self.location, extractor, previous, self.reporter.warn)
 
     def add(self, results: Iterable[Result]) -> None:
+        results = list(results)
         self.pending.extend(results)
+        self.reporter.advance(sum(_units(r) for r in results))
         if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last_flush > COMMIT_SECONDS:
             self.flush()
 
@@ -326,7 +332,6 @@ class _Writer:
                 extractor = self.extractors[name]
                 ids = np.array([i for i, _ in adds], dtype=np.int64)
                 index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
-        self.reporter.advance(len(self.pending))
         self.pending.clear()
         self.last_flush = time.monotonic()
 
@@ -433,6 +438,7 @@ class _Writer:
             moved_from = next((s for s in sources if self._is_gone(s.path)), None)
             if moved_from is not None:
                 self.missing.pop(moved_from.path, None)
+                clear_moved_out(session, moved_from.id)  # back in a library folder: offered again
                 moved_from.path, moved_from.size, moved_from.mtime_ns = task.path, task.size, task.mtime_ns
                 self.summary.moved += 1
                 return
@@ -486,14 +492,81 @@ class _Writer:
             index.save(self.generation)
 
 
-def _check_roots(paths: list[str]) -> list[str]:
+def _units(result: Result) -> int:
+    """Progress units of a result: one per image, one per sampled frame of a video."""
+    if result.frames is None:
+        return 1
+    return max(1, sum(1 for f in result.frames if f.box is None))
+
+
+def _expected_units(task: Task, sampling: Sampling) -> int:
+    """A video's frame count over its sampling step (read from its header), else 1."""
+    if not task.video:
+        return 1
+    import cv2
+
+    capture = cv2.VideoCapture(task.path)
+    try:
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        capture.release()
+    step = sampling.every if not sampling.scene_change else 10  # scene changes: a guess, corrected as frames come
+    return max(1, -(-frames // step))
+
+
+def _check_roots(paths: list[str], engine) -> list[str]:
+    """Absolute roots. A root that does not exist is still a root (its catalog rows are pruned, with
+    a warning from the caller) when the catalog has files under it; otherwise it is a mistake."""
     roots = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
-        if not os.path.exists(absolute):
+        if not os.path.exists(absolute) and not _has_rows_under(engine, absolute):
             raise UsageError(f"no such file or folder: {p}")
         roots.append(absolute)
     return roots
+
+
+def _has_rows_under(engine, root: str) -> bool:
+    if engine is None:
+        return False
+    prefix = root.rstrip(os.sep) + os.sep
+    with new_session(engine) as session:
+        under = (ImageRow.path == root) | (func.substr(ImageRow.path, 1, len(prefix)) == prefix)
+        return session.scalar(select(ImageRow.id).where(under).limit(1)) is not None
+
+
+def excluded(path: str, root: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `path` (under `root`) matches an --exclude glob: a pattern with a "/" is matched
+    against the path relative to the root, one without against every folder and file name on it."""
+    if not patterns:
+        return False
+    relative = os.path.relpath(path, root) if path != root else os.path.basename(path)
+    parts = relative.split(os.sep)
+    for pattern in patterns:
+        if "/" in pattern.strip("/"):
+            if fnmatch.fnmatchcase(relative, pattern.strip("/")) or fnmatch.fnmatchcase(relative, pattern.strip("/") + "/*"):
+                return True
+        elif any(fnmatch.fnmatchcase(part, pattern.strip("/")) for part in parts):
+            return True
+    return False
+
+
+def remove_rows(engine, location, rows, warn=None) -> int:
+    """Remove these top-level rows (each with .id, .path, .kind) with their signatures, frames and
+    index entries; the number removed."""
+    reporter = Reporter()
+    if warn is not None:
+        reporter.warn = warn
+    with new_session(engine) as session:
+        stored = session.scalars(select(SignatureRow.extractor).distinct()).all()
+    extractors = [e for e in build_extractors(stored) if e.indexed]
+    writer = _Writer(engine, location, extractors, IngestSummary(), reporter, {r.path: r for r in rows})
+    writer.begin()
+    try:
+        writer.remove_missing()
+    finally:
+        writer.save_indexes()
+    return writer.summary.removed
 
 
 def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary):
@@ -504,6 +577,10 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
             ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
         ).where(ImageRow.parent_id.is_(None))
         rows = {r.path: r for r in session.execute(files) if _under(r.path, roots)}
+        # Files moved out for review (dups --move-to) from these folders, then deleted there.
+        for r in moved_out_from(session, roots):
+            if r.path not in rows and file_state(r.path) == "gone":
+                rows[r.path] = r
         stale: dict[int, list[str]] = {}
         for extractor in extractors:
             current = select(SignatureRow.image_id).where(
@@ -543,14 +620,21 @@ def ingest(
     """Bring the catalog in line with the image files under `paths` (see the module docstring)."""
     options = options or IngestOptions()
     reporter = reporter or Reporter()
-    roots = _check_roots([os.fspath(p) for p in paths])
+    if not location.db_path.exists():
+        _check_roots([os.fspath(p) for p in paths], None)  # a mistyped path must not create a catalog
     engine = open_catalog(location, create=True)
     summary = IngestSummary()
     try:
+        roots = _check_roots([os.fspath(p) for p in paths], engine)
+        for root in roots:
+            if not os.path.exists(root):
+                reporter.warn(f"{root} does not exist (any more): its catalog entries are removed")
         extractors = build_extractors(options.signatures)
         scanned: dict[str, images.FileStat] = {}
         extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        for stat in images.scan_files(roots, skip=[str(location.directory)], extensions=extensions):
+        for stat in images.scan_files([r for r in roots if os.path.exists(r)], skip=[str(location.directory)], extensions=extensions):
+            if options.exclude and any(_under(stat.path, [r]) and excluded(stat.path, r, options.exclude) for r in roots):
+                continue
             try:
                 stat.path.encode("utf-8")
             except UnicodeEncodeError:
@@ -565,7 +649,7 @@ def ingest(
         writer = _Writer(engine, location, extractors, summary, reporter, missing)
         writer.sampling_key = options.sampling.key()
         writer.begin()
-        reporter.start(len(tasks))
+        reporter.start(sum(_expected_units(t, options.sampling) for t in tasks))
         try:
             for batch in (tasks, None):
                 if batch is None:  # second pass: files whose known twin changed during this run

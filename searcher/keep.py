@@ -107,9 +107,10 @@ def _capture_time(im) -> datetime | None:
         return None
 
 
-def _age(member: Candidate, facts: FileFacts) -> float:
-    """Seconds since the epoch of the capture time, else of the modification time."""
-    return facts.captured.timestamp() if facts.captured else member.mtime_ns / 1e9
+def _age(member: Candidate, facts: FileFacts) -> int:
+    """Whole seconds since the epoch of the capture time, else of the modification time (copies
+    made in the same second, or on file systems with coarse times, count as the same age)."""
+    return int(facts.captured.timestamp()) if facts.captured else member.mtime_ns // 1_000_000_000
 
 
 def _pixels(member: Candidate) -> int:
@@ -216,6 +217,10 @@ def choose_original(members: Sequence[Candidate]) -> tuple[int, str]:
         elif _age(members[keep], facts[keep]) != _age(members[runner], facts[runner]):
             source = "captured" if facts[keep].captured else "modified"
             parts.append(f"oldest ({source} {_when(_age(members[keep], facts[keep]))})")
+        elif _pixels(members[keep]) != _pixels(members[runner]):
+            parts.append("same quality and age: more pixels")
+        else:
+            parts.append("same quality and age: first path in sort order")
     elif not readable[keep]:
         parts = ["no copy is readable now: first path in sort order"]
     return keep, "; ".join(parts)

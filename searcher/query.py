@@ -152,10 +152,14 @@ class Searcher:
                     stored = stored_orb.get(ids[i])
                     v = self._best_verification(signatures["orb"], stored) if stored is not None else Verification(0, 0)
                     hit.scores.update(orb_matches=float(v.matches), orb_inliers=float(v.inliers))
-                    hit.score = float(v.inliers) if metric == "orb" else (fused[i] + v.score) / 2.0
+                    # --metric orb ranks by inliers alone; its score stays a similarity (the verification in [0, 1])
+                    hit.score = v.score if metric == "orb" else (fused[i] + v.score) / 2.0
                 hits.append(hit)
             result.timings["rerank"] = time.perf_counter() - clock
-            hits.sort(key=lambda h: (-h.score, -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
+            if metric == "orb":
+                hits.sort(key=lambda h: (-h.scores.get("orb_inliers", 0.0), -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
+            else:
+                hits.sort(key=lambda h: (-h.score, -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
             hits = hits[:top]
         clock = time.perf_counter()
         self._fill_paths(hits)
@@ -193,14 +197,19 @@ class Searcher:
                     values[where] = cosine
                     sims[where] = np.clip(cosine, 0.0, 1.0)
             similarities[name] = sims
-            raw[name if name != "hist" else f"hist_{hist_method}"] = values
+            raw[_raw_name(name, hist_method)] = values
         return similarities, raw
 
     def _hit(self, image_id: int, score: float, similarities, raw, k: int) -> Hit:
-        scores = {name: float(values[k]) for name, values in raw.items() if not np.isnan(values[k])}
+        """Scores: every similarity (higher = more similar) under its signature's name, and the
+        raw values that are distances (lower = more similar) under a `_distance` name."""
+        scores = {name: float(values[k]) for name, values in raw.items() if not np.isnan(values[k]) and name.endswith("_distance")}
         for name, sims in similarities.items():
-            if name == "hist" and not np.isnan(sims[k]):
-                scores["hist"] = float(sims[k])
+            if not np.isnan(sims[k]):
+                scores[name] = float(sims[k])
+        for name, values in raw.items():  # a histogram method that is a similarity keeps its own value too
+            if name.startswith("hist_") and not name.endswith("_distance") and not np.isnan(values[k]):
+                scores[name] = float(values[k])
         return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
     def _best_verification(self, variants: list[np.ndarray], stored: np.ndarray) -> Verification:
@@ -235,6 +244,18 @@ class Searcher:
             if video_path:
                 hit.frame, hit.time = frame, time_s
                 hit.box = tuple(int(v) for v in box.split(",")) if box else None
+
+
+DISTANCES = ("chisqr", "bhattacharyya")  # compareHist methods where lower = more similar
+
+
+def _raw_name(signature: str, hist_method: str) -> str:
+    """Name of a signature's raw value in Hit.scores: distances carry a `_distance` suffix."""
+    if signature == "hist":
+        return f"hist_{hist_method}" + ("_distance" if hist_method in DISTANCES else "")
+    if signature == "mse":
+        return "mse_distance"
+    return signature  # ae: the cosine, a similarity already
 
 
 def _fuse(similarities: dict[str, np.ndarray], n: int) -> np.ndarray:

@@ -17,8 +17,9 @@ Rules (each ends with the path in sort order, so the choice is deterministic):
      misses are blurred or dark images, whose copies differ little in detail anyway.
   2. Among the members within SIZE_STEP of the most real detail: the better JPEG quality class
      (estimated from the quantization tables against the IJG tables: >= 85 or lossless, 60-85,
-     below 60: heavy recompression), then the oldest capture/modification time, then the most
-     pixels, then the path.
+     below 60: heavy recompression), then the oldest capture/modification time (whole seconds),
+     then the most pixels, then the shortest file name (copies tend to add to it: "IMG_1 (1).jpg",
+     "IMG_1-edited.jpg"), then the path.
   A member whose file cannot be read now is never kept while another can.
 
 `--reference DIR`: members under a reference folder are always kept (never moved); the rule then
@@ -200,7 +201,8 @@ def choose_original(members: Sequence[Candidate]) -> tuple[int, str]:
     contenders = [k for k in range(len(members)) if readable[k] and detail[k] * SIZE_STEP >= best] or list(range(len(members)))
 
     def key(k: int) -> tuple:
-        return (quality_class(facts[k].quality), _age(members[k], facts[k]), -_pixels(members[k]), members[k].path)
+        name = os.path.basename(members[k].path)
+        return (quality_class(facts[k].quality), _age(members[k], facts[k]), -_pixels(members[k]), len(name), members[k].path)
 
     ranked = sorted(contenders, key=key)
     keep = ranked[0]
@@ -219,6 +221,8 @@ def choose_original(members: Sequence[Candidate]) -> tuple[int, str]:
             parts.append(f"oldest ({source} {_when(_age(members[keep], facts[keep]))})")
         elif _pixels(members[keep]) != _pixels(members[runner]):
             parts.append("same quality and age: more pixels")
+        elif len(os.path.basename(members[keep].path)) != len(os.path.basename(members[runner].path)):
+            parts.append("same quality and age: shortest file name (copies tend to add to the name)")
         else:
             parts.append("same quality and age: first path in sort order")
     elif not readable[keep]:

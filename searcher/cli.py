@@ -93,7 +93,7 @@ def ingest(
         None, "--scene-change", min=0.001, max=1.0, help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every."
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
-    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder."),
+    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file)."),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
     from searcher.catalog import locate

@@ -17,6 +17,10 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
    "not duplicates" (searcher.review_store) are left out: such pairs are not linked, such groups
    not returned.
+5. One file, one member: paths that name the same file (a symlink and its target, hard links of
+   one inode: images.path_identity) are collapsed into one member, the path that is not a symlink
+   first. Moving one of them would free nothing (or leave a link dangling); a group left with one
+   file is no group.
 
 Group id: "g" + the first 12 hex digits of the smallest sha256 among the members. It stays the same
 across runs, renames and moves for as long as that member stays in the group.
@@ -26,7 +30,8 @@ Copy to keep: the largest resolution (width x height), then the largest file, th
 
 Moves (`move_duplicates`): every member except the kept one goes to DEST/<group id>/<file name>;
 nothing is overwritten, nothing is deleted, the kept file is never moved, members already under
-DEST stay, and a group whose kept file is gone or changed since ingest is left alone. Each move is
+DEST stay, a group whose kept file is gone or changed since ingest is left alone, and a member
+that is a symlink, or that is the kept file under another name, is never moved. Each move is
 written to a JSON-lines log (before it is done, flushed to disk) and the catalog row is re-pointed
 to the new path, so the next ingest sees the file where it is; `undo_moves(log)` moves every file
 back and re-points the rows again.
@@ -493,9 +498,26 @@ def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> lis
         components.setdefault(union.find(int(k)), []).append(int(k))
     groups = []
     for positions in components.values():
-        group_members = [Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions]
-        groups.append(_make_group(group_members))
+        group_members = _one_per_file([Member(**{**members[k].__dict__, "score": float(best[k])}) for k in positions])
+        if len(group_members) >= 2:
+            groups.append(_make_group(group_members))
     return _sorted_groups(groups)
+
+
+def _one_per_file(group_members: list[Member]) -> list[Member]:
+    """One member per file on disk (step 5): of the paths naming one file, the one that is not a
+    symlink, then the first in sort order; it keeps the best score of them."""
+    by_file: dict[object, list[Member]] = {}
+    for m in group_members:
+        identity = images.path_identity(m.path)
+        key = (identity.device, identity.inode) if identity is not None else m.path
+        by_file.setdefault(key, []).append(m)
+    out = []
+    for names in by_file.values():
+        chosen = min(names, key=lambda m: (os.path.islink(m.path), m.path))
+        chosen.score = max(m.score for m in names)
+        out.append(chosen)
+    return out
 
 
 def _make_group(group_members: list[Member]) -> Group:
@@ -596,7 +618,7 @@ def move_duplicates(
                     keep = keep_of.get(move.group)
                     ok = keep is not None and _unchanged(keep.path, keep.size, keep.mtime_ns)
                     safe_groups[move.group] = None if ok else f"kept copy {keep.path if keep else '?'} is missing or changed since ingest"
-                reason = safe_groups[move.group]
+                reason = safe_groups[move.group] or _not_a_copy(move.source, keep_of[move.group].path)
                 if reason is None and not _unchanged(move.source, move.size, move.mtime_ns):
                     reason = "missing or changed since ingest (run searcher ingest)"
                 if reason is None and os.path.lexists(move.target):
@@ -632,6 +654,16 @@ def move_duplicates(
         if engine is not None:
             engine.dispose()
     return outcome
+
+
+def _not_a_copy(source: str, kept: str) -> str | None:
+    """Why moving `source` would free nothing or break a link, else None."""
+    if os.path.islink(source):
+        return "is a symbolic link (moving it frees nothing)"
+    identity, kept_identity = images.path_identity(source), images.path_identity(kept)
+    if identity is not None and kept_identity is not None and (identity.device, identity.inode) == (kept_identity.device, kept_identity.inode):
+        return f"is the kept file {kept} under another name"
+    return None
 
 
 def _repoint(engine, old: str, new: str, warn, moved_out: str | None) -> None:

@@ -15,3 +15,9 @@ class ImageError(SearcherError):
 
 class UsageError(SearcherError):
     """Arguments that are well-formed but make no sense together (e.g. a query path that does not exist)."""
+
+
+def one_line(message: str) -> str:
+    """A message fit to store and print as one line (OpenCV's error texts span several lines):
+    every line break and run of whitespace becomes one space."""
+    return " ".join(str(message).split())

@@ -2,11 +2,11 @@
 
 Recipe, per group (searcher.dups calls `prepare_groups` after grouping):
 1. Members whose file is gone from disk are dropped (counted; `searcher prune` removes their rows).
-2. Paths that are one file (hard links to one inode, or a symlink and its target) count once:
-   moving or linking one of them frees nothing. The shortest path stands for the file.
-3. A group left with fewer than two files, or with no member under the folders the user scoped
+   (Paths that are one file, hard links or a symlink and its target, were already collapsed into
+   one member by searcher.dups, step 5: acting on one of them frees nothing.)
+2. A group left with fewer than two files, or with no member under the folders the user scoped
    `dups PATH...` to, is not shown.
-4. The copy to keep follows the keep rule (searcher.keep); members under a --reference folder are
+3. The copy to keep follows the keep rule (searcher.keep); members under a --reference folder are
    always kept and never moved ("protected"). The id is recomputed from the files left.
 """
 
@@ -29,7 +29,6 @@ class ReviewOptions:
 @dataclass
 class ReviewCounts:
     missing: int = 0  # members whose file is gone
-    same_file: int = 0  # extra paths of one file (hard links, symlinks)
     out_of_scope: int = 0  # groups without a member under the scope
     missing_paths: list[str] = field(default_factory=list)
 
@@ -41,27 +40,16 @@ def in_scope(path: str, options: ReviewOptions) -> bool:
     return any(under(path, folder) for folder in (*options.scope, *options.references))
 
 
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)  # follows symlinks: a link and its target are one file
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _distinct_files(members: list, counts: ReviewCounts) -> list:
-    """Present members, one per file (step 1 and 2)."""
-    by_file: dict[tuple[int, int], object] = {}
-    for member in sorted(members, key=lambda m: (len(m.path), m.path)):
-        identity = _file_identity(member.path)
-        if identity is None:
+def _present(members: list, counts: ReviewCounts) -> list:
+    """Members whose file is still there (step 1)."""
+    present = []
+    for member in members:
+        if os.path.exists(member.path):
+            present.append(member)
+        else:
             counts.missing += 1
             counts.missing_paths.append(member.path)
-        elif identity in by_file:
-            counts.same_file += 1
-        else:
-            by_file[identity] = member
-    return [m for m in members if any(m is kept for kept in by_file.values())]
+    return present
 
 
 def prepare_groups(groups: Sequence, options: ReviewOptions, make_id) -> tuple[list, ReviewCounts]:
@@ -69,7 +57,7 @@ def prepare_groups(groups: Sequence, options: ReviewOptions, make_id) -> tuple[l
     counts = ReviewCounts()
     ready = []
     for group in groups:
-        members = _distinct_files(group.members, counts)
+        members = _present(group.members, counts)
         if len(members) < 2:
             continue
         if options.scope and not any(under(m.path, s) for m in members for s in options.scope):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat as stat_module
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -33,6 +36,41 @@ class FileStat:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class PathIdentity:
+    """What a path names on disk: every symlink to a file and every hard link of it share one.
+
+    Two catalog paths with the same identity are one file under two names, never two copies."""
+
+    device: int
+    inode: int
+    real_path: str  # the path with every symlink resolved
+
+
+def path_identity(path: str | os.PathLike) -> PathIdentity | None:
+    """The identity of the file `path` resolves to; None when it cannot be stat()ed (gone, unreadable)."""
+    try:
+        st = os.stat(path)  # follows symlinks: a link and its target get the same identity
+    except (OSError, ValueError):
+        return None
+    return PathIdentity(st.st_dev, st.st_ino, os.path.realpath(path))
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A folder that could not be listed, or a file that could not be stat()ed: not the same as gone."""
+
+    path: str
+    reason: str
+    folder: bool
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return (error.strerror or str(error)).lower()
+
+
 @dataclass
 class DecodedImage:
     bgr: np.ndarray  # uint8 HxWx3, EXIF orientation applied, long side <= WORK_SIZE
@@ -45,28 +83,37 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 
 def scan_files(
-    roots: Iterable[str | os.PathLike], skip: Iterable[str] = (), extensions: frozenset[str] = IMAGE_EXTENSIONS
+    roots: Iterable[str | os.PathLike],
+    skip: Iterable[str] = (),
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    unreadable: list[Unreadable] | None = None,
 ) -> Iterator[FileStat]:
-    """Every file with one of the extensions under the roots (files given directly are yielded as they are).
+    """Every regular file with one of the extensions under the roots (files given directly are yielded as they are).
 
     Directory symlinks are not followed (no loops); hidden directories and the `skip` directories
-    (the catalog itself) are left out. Each file is stat()ed once, from the scandir entry.
+    (the catalog itself) are left out; FIFOs, devices and sockets are never yielded. Each file is
+    stat()ed once, from the scandir entry. A folder that cannot be listed, or a file that exists but
+    cannot be stat()ed, is appended to `unreadable` (when given): it is not gone, and the caller
+    must not treat what it held as deleted. Something that vanished meanwhile is simply left out.
     """
     skipped = {os.path.abspath(s) for s in skip}
+    problems = unreadable if unreadable is not None else []
     for root in roots:
         root = os.path.abspath(os.fspath(root))
-        if os.path.isfile(root):
+        if not os.path.isdir(root):
             if os.path.splitext(root)[1].lower() in extensions:
-                st = os.stat(root)
-                yield FileStat(root, st.st_size, st.st_mtime_ns)
+                yield from _stat_regular(root, problems)
             continue
         stack = [root]
         while stack:
             directory = stack.pop()
             try:
                 entries = list(os.scandir(directory))
-            except OSError:
-                continue  # an unreadable folder holds nothing we can ingest
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone (or replaced by a file) since it was listed
+            except OSError as e:
+                problems.append(Unreadable(directory, _reason(e), folder=True))
+                continue
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -75,14 +122,58 @@ def scan_files(
                     elif os.path.splitext(entry.name)[1].lower() in extensions and entry.is_file():
                         st = entry.stat()
                         yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
-                except OSError:
+                except FileNotFoundError:
                     continue  # vanished between listing and stat
+                except OSError as e:
+                    problems.append(Unreadable(entry.path, _reason(e), folder=False))
+
+
+def _stat_regular(path: str, problems: list[Unreadable]) -> Iterator[FileStat]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        problems.append(Unreadable(path, _reason(e), folder=False))
+        return
+    if stat_module.S_ISREG(st.st_mode):
+        yield FileStat(path, st.st_size, st.st_mtime_ns)
+    else:
+        problems.append(Unreadable(path, "not a regular file (a FIFO, device or socket)", folder=False))
+
+
+def open_regular(path: str):
+    """A binary file object on `path`, refusing anything but a regular file before it can block.
+
+    A FIFO named x.jpg would block open() until a writer came; O_NONBLOCK makes open() return at
+    once, and fstat on the open descriptor (no race with a swapped path) refuses it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError("not a regular file (a FIFO, device or folder)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+# Failures of read_bytes that say nothing about the bytes: a chmod or a remount fixes them without
+# touching size or mtime, so ingest retries such files on every run (see is_access_error).
+ACCESS_ERRORS = ("permission denied", "cannot read file", "file vanished")
+
+
+def is_access_error(reason: str | None) -> bool:
+    """True for a stored failure reason that came from reading the file, not from its content."""
+    return bool(reason) and reason.startswith(ACCESS_ERRORS)
 
 
 def read_bytes(path: str) -> bytes:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read()
+    except IsADirectoryError:
+        raise ImageError("not a regular file (a folder)") from None
     except PermissionError:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
@@ -133,10 +224,10 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     flag = _reduced_flag(*size) if (size and is_jpeg) else cv2.IMREAD_COLOR
-    try:
-        bgr = cv2.imdecode(buffer, flag)
-    except cv2.error as e:
-        raise ImageError(f"cannot decode image: {str(e).strip().splitlines()[-1]}") from None
+    bgr = _decode_jpeg_checked(buffer, flag) if is_jpeg else _imdecode(buffer, flag)
+    if bgr is None and data[:4] in (b"II*\0", b"MM\0*"):
+        # OpenCV's colour path refuses TIFFs with 32-bit (float) samples; the unchanged path reads them.
+        bgr = _imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if bgr is None:
         if size is None:
             raise ImageError("not a recognised image format")
@@ -145,12 +236,67 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
         # Pillow could not read the header but OpenCV decoded it: apply the limit afterwards.
         if bgr.shape[0] * bgr.shape[1] / 1e6 > max_megapixels:
             raise ImageError(f"image above --max-megapixels {max_megapixels:g}")
-    if bgr.ndim == 2:
-        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
-    if bgr.dtype != np.uint8:
-        bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / max(1.0, float(bgr.max())))
+    bgr = _to_bgr8(bgr)
     height, width = _full_size(bgr, size, flag)
     return DecodedImage(bgr=fit_to_work_size(bgr), width=width, height=height)
+
+
+def _imdecode(buffer: np.ndarray, flag: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buffer, flag)
+    except cv2.error as e:
+        raise ImageError(f"cannot decode image: {' '.join(str(e).split())}") from None
+
+
+# libjpeg warnings that mean part of the picture was never in the file: libjpeg fills it with
+# grey and OpenCV reports success (a header claiming 8000x8000 over 640x360 of data decodes "fine").
+# Other warnings ("N extraneous bytes before marker") are common in sound camera files.
+MISSING_DATA_WARNINGS = ("premature end of data segment", "premature end of jpeg file")
+
+
+def _decode_jpeg_checked(buffer: np.ndarray, flag: int) -> np.ndarray | None:
+    """cv2.imdecode of a JPEG that fails on libjpeg's missing-data warnings.
+
+    OpenCV only prints those warnings on stderr (fd 2), so fd 2 is pointed at a temporary file for
+    the call; whatever else was written meanwhile is passed on to the real stderr. Decoding runs
+    in one thread per process (ingest workers, the CLI), which this relies on."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: decode unchecked rather than not at all
+        return _imdecode(buffer, flag)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            bgr = _imdecode(buffer, flag)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", "replace").splitlines()
+    missing = [line for line in lines if line.strip().lower().endswith(MISSING_DATA_WARNINGS)]
+    others = [line for line in lines if line not in missing]
+    if others:
+        sys.stderr.write("\n".join(others) + "\n")
+    if missing:
+        raise ImageError(f"corrupt or truncated image data ({missing[0].strip()})")
+    return bgr
+
+
+def _to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (grey, BGRA, 16-bit, float) -> 3-channel uint8 BGR.
+
+    Deeper samples are scaled so the largest value becomes 255 (floats in [0, 1] stay in [0, 1])."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    if image.dtype != np.uint8:
+        values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        image = cv2.convertScaleAbs(values, alpha=255.0 / max(1.0, float(np.abs(values).max())))
+    return np.ascontiguousarray(image)
 
 
 def _full_size(bgr: np.ndarray, header_size: tuple[int, int] | None, flag: int) -> tuple[int, int]:
@@ -192,13 +338,18 @@ __all__ = [
     "DEFAULT_MAX_MEGAPIXELS",
     "DecodedImage",
     "FileStat",
+    "PathIdentity",
+    "Unreadable",
     "IMAGE_EXTENSIONS",
     "WORK_SIZE",
     "decode",
     "expand_image_args",
     "fit_to_work_size",
+    "is_access_error",
     "is_image_path",
     "load_image",
+    "open_regular",
+    "path_identity",
     "read_bytes",
     "scan_files",
     "sha256_hex",

@@ -36,7 +36,7 @@ from searcher.catalog import (
     new_session,
     open_catalog,
 )
-from searcher.errors import ImageError, SearcherError, UsageError
+from searcher.errors import ImageError, SearcherError, UsageError, one_line
 from searcher.features import DEFAULT_SIGNATURES, build_extractors
 from searcher.index import open_index
 from searcher.prune import file_state
@@ -184,7 +184,7 @@ def _hash_file(path: str) -> str:
 
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with images.open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     except OSError as e:
@@ -419,11 +419,12 @@ class _Writer:
             session.execute(delete(SignatureRow).where(SignatureRow.image_id == row.id))
             self._drop_children(session, row.id, index_removes)
         row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
         row.width = row.height = None
-        row.status, row.error = STATUS_FAILED, result.error
+        row.status, row.error = STATUS_FAILED, reason
         self.summary.failed += 1
-        self.summary.failures.append((task.path, result.error))
-        self.reporter.failed(task.path, result.error)
+        self.summary.failures.append((task.path, reason))
+        self.reporter.failed(task.path, reason)
 
     def _apply_known_bytes(self, session, row, task: Task, result: Result, index_adds) -> None:
         """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
@@ -514,15 +515,24 @@ def _expected_units(task: Task, sampling: Sampling) -> int:
     return max(1, -(-frames // step))
 
 
-def _check_roots(paths: list[str], engine) -> list[str]:
-    """Absolute roots. A root that does not exist is still a root (its catalog rows are pruned, with
-    a warning from the caller) when the catalog has files under it; otherwise it is a mistake."""
-    roots = []
+def _check_roots(paths: list[str], engine, warn) -> list[str]:
+    """Absolute roots with every symlink resolved (see ingest's docstring), each at most once. A root
+    that does not exist is still a root (its catalog rows are pruned, with a warning from the
+    caller) when the catalog has files under it; otherwise it is a mistake."""
+    roots: list[str] = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
-        if not os.path.exists(absolute) and not _has_rows_under(engine, absolute):
-            raise UsageError(f"no such file or folder: {p}")
-        roots.append(absolute)
+        if not os.path.exists(absolute):
+            if not _has_rows_under(engine, absolute):
+                raise UsageError(f"no such file or folder: {p}")
+            if absolute not in roots:
+                roots.append(absolute)  # gone: its rows are pruned under the path they have
+            continue
+        real = os.path.realpath(absolute)
+        if real != absolute:
+            warn(f"{absolute} goes through a symbolic link: its files are catalogued under {real}")
+        if real not in roots:
+            roots.append(real)
     return roots
 
 
@@ -569,12 +579,41 @@ def remove_rows(engine, location, rows, warn=None) -> int:
     return writer.summary.removed
 
 
-def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary):
+def _check_save_frames(folder: str | None) -> None:
+    """--save-frames must be a folder we can write into: said once, before any work, not per video."""
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--save-frames {folder}: cannot create the folder: {e.strerror or e}") from None
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--save-frames {folder}: not a writable folder")
+
+
+def _keep_unreadable(rows: dict, unreadable: list[images.Unreadable], reporter: Reporter, summary: IngestSummary) -> None:
+    """Rows under a folder that could not be listed, or of a file that could not be stat()ed, are
+    neither missing nor changed: they are left untouched (and count as unchanged), said once each."""
+    for problem in unreadable:
+        if problem.folder:
+            kept = [path for path in rows if _under(path, [problem.path])]
+        else:
+            kept = [problem.path] if problem.path in rows else []
+        for path in kept:
+            del rows[path]
+        summary.unchanged += len(kept)
+        what = "folder" if problem.folder else "file"
+        tail = f"; its {len(kept)} catalogued files are kept" if problem.folder else ("; its catalog entry is kept" if kept else "")
+        reporter.warn(f"cannot read {what} {problem.path}: {problem.reason}{tail}")
+
+
+def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampling: Sampling, reporter: Reporter, summary, unreadable=()):
     """Split the scan into tasks and rows that went missing, without reading any file."""
     with new_session(engine) as session:
         # Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most.
         files = select(
-            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling
+            ImageRow.id, ImageRow.path, ImageRow.size, ImageRow.mtime_ns, ImageRow.status, ImageRow.kind, ImageRow.sampling,
+            ImageRow.error,
         ).where(ImageRow.parent_id.is_(None))
         rows = {r.path: r for r in session.execute(files) if _under(r.path, roots)}
         # Files moved out for review (dups --move-to) from these folders, then deleted there.
@@ -599,6 +638,8 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
         row = rows.pop(path, None)
         if row is None or row.size != stat.size or row.mtime_ns != stat.mtime_ns:
             tasks.append(Task(path, stat.size, stat.mtime_ns))
+        elif row.status == STATUS_FAILED and images.is_access_error(row.error):
+            tasks.append(Task(path, stat.size, stat.mtime_ns))  # chmod changes no mtime: try again
         elif row.kind == KIND_VIDEO and row.status == STATUS_OK and (row.sampling != sampling.key() or row.id in stale):
             tasks.append(Task(path, stat.size, stat.mtime_ns, may_reuse=False))
         elif row.id in stale:
@@ -606,6 +647,7 @@ def _plan(engine, roots, scanned: dict[str, images.FileStat], extractors, sampli
         else:
             summary.unchanged += 1
             still_failed += row.status == STATUS_FAILED
+    _keep_unreadable(rows, list(unreadable), reporter, summary)
     if still_failed:
         reporter.warn(f"{still_failed} unchanged file(s) failed before and were not retried (touch or fix them to retry)")
     return tasks, rows, known_hashes
@@ -617,22 +659,32 @@ def ingest(
     options: IngestOptions | None = None,
     reporter: Reporter | None = None,
 ) -> IngestSummary:
-    """Bring the catalog in line with the image files under `paths` (see the module docstring)."""
+    """Bring the catalog in line with the image files under `paths` (see the module docstring).
+
+    Paths are catalogued with their symlinks resolved at the roots: a folder ingested once as
+    `real/` and once through `alias -> real` is one set of rows, never two copies of each file.
+    Symlinked files inside a folder keep their own path (a query may name either); searcher.dups
+    collapses paths that name one file (images.path_identity) and never moves such a file.
+    A folder that cannot be listed is not an empty folder: its rows are kept untouched.
+    """
     options = options or IngestOptions()
     reporter = reporter or Reporter()
     if not location.db_path.exists():
-        _check_roots([os.fspath(p) for p in paths], None)  # a mistyped path must not create a catalog
+        _check_roots([os.fspath(p) for p in paths], None, lambda message: None)  # a mistyped path must not create a catalog
+    _check_save_frames(options.sampling.save_frames)
     engine = open_catalog(location, create=True)
     summary = IngestSummary()
     try:
-        roots = _check_roots([os.fspath(p) for p in paths], engine)
+        roots = _check_roots([os.fspath(p) for p in paths], engine, reporter.warn)
         for root in roots:
             if not os.path.exists(root):
                 reporter.warn(f"{root} does not exist (any more): its catalog entries are removed")
         extractors = build_extractors(options.signatures)
         scanned: dict[str, images.FileStat] = {}
         extensions = images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-        for stat in images.scan_files([r for r in roots if os.path.exists(r)], skip=[str(location.directory)], extensions=extensions):
+        unreadable: list[images.Unreadable] = []
+        present = [r for r in roots if os.path.exists(r)]
+        for stat in images.scan_files(present, skip=[str(location.directory)], extensions=extensions, unreadable=unreadable):
             if options.exclude and any(_under(stat.path, [r]) and excluded(stat.path, r, options.exclude) for r in roots):
                 continue
             try:
@@ -643,7 +695,7 @@ def ingest(
                 reporter.failed(stat.path, "file name is not valid UTF-8")
                 continue
             scanned[stat.path] = stat
-        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary)
+        tasks, missing, known_hashes = _plan(engine, roots, scanned, extractors, options.sampling, reporter, summary, unreadable)
         if not tasks and not missing:
             return summary  # nothing changed: not even the indexes are opened
         writer = _Writer(engine, location, extractors, summary, reporter, missing)

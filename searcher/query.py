@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from searcher import images
 from searcher.catalog import CatalogLocation, ImageRow, SignatureRow, get_generation, new_session, open_catalog
-from searcher.errors import ImageError, UsageError
+from searcher.errors import ImageError, UsageError, one_line
 from searcher.features import build_extractor
 from searcher.features.histogram import METHODS, HistogramExtractor, method_similarity
 from searcher.features.orb import OrbExtractor, Verification
@@ -99,6 +99,13 @@ class Searcher:
             available.append("orb")
         return ("fused", *available) if available else ()
 
+    def _query_signatures(self, bgr: np.ndarray) -> dict[str, list[np.ndarray]]:
+        """Each signature as a list of query variants (e.g. flips); a candidate's best variant counts."""
+        try:
+            return {name: extractor.query_signatures(bgr) for name, extractor in self.extractors.items()}
+        except Exception as e:  # one image a feature library chokes on must not abort a folder of queries
+            raise ImageError(one_line(f"signature failed: {type(e).__name__}: {e}")) from None
+
     def query(self, path: str, top: int = 10, metric: str = "fused", hist_method: str = "bhattacharyya") -> QueryResult:
         """Nearest catalog images to one image file (which need not be in the catalog)."""
         if metric not in METRICS:
@@ -110,12 +117,10 @@ class Searcher:
         result = QueryResult(query=os.path.abspath(path))
         clock = time.perf_counter()
         try:
-            image = images.load_image(path, self.max_megapixels)
+            signatures = self._query_signatures(images.load_image(path, self.max_megapixels).bgr)
         except ImageError as e:
             result.error = str(e)
             return result
-        # Each signature as a list of query variants (e.g. flips); a candidate's best variant counts.
-        signatures = {name: extractor.query_signatures(image.bgr) for name, extractor in self.extractors.items()}
         result.timings["extract"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

@@ -98,8 +98,19 @@ class MovingPeopleDetector:
         return boxes
 
 
+def _is_regular(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def sample_video(path: str, sampling: Sampling) -> Iterator[Sample]:
     """Kept frames (and, with people, the person crops of those frames), in frame order."""
+    if not _is_regular(path):
+        raise ImageError("not a regular file (a FIFO, device or folder)")
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
@@ -136,17 +147,38 @@ def sample_video(path: str, sampling: Sampling) -> Iterator[Sample]:
         capture.release()
 
 
-def _save_frame(video_path: str, index: int, frame: np.ndarray, folder: str) -> None:
-    os.makedirs(folder, exist_ok=True)
+def frame_file_name(video_path: str, index: int) -> str:
+    """<stem>-<8 hex digits of the video's resolved path>_f<frame>.jpg: two videos named alike in
+    different folders never share a name."""
+    import hashlib
+
     stem = os.path.splitext(os.path.basename(video_path))[0]
+    tag = hashlib.sha256(os.path.realpath(video_path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{stem}-{tag}_f{index:06d}.jpg"
+
+
+def _save_frame(video_path: str, index: int, frame: np.ndarray, folder: str) -> None:
+    """Write one kept frame without ever replacing a file: exclusive create, ~2, ~3... when taken."""
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    if ok:
-        with open(os.path.join(folder, f"{stem}_f{index:06d}.jpg"), "wb") as f:
-            f.write(data.tobytes())
+    if not ok:
+        return
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(frame_file_name(video_path, index))
+    name, n = stem + ext, 1
+    while True:
+        try:
+            with open(os.path.join(folder, name), "xb") as f:
+                f.write(data.tobytes())
+            return
+        except FileExistsError:
+            n += 1
+            name = f"{stem}~{n}{ext}"
 
 
 def read_frame(path: str, frame_index: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
     """One frame of a video (or the crop `box` of it), for showing a hit; None when unreadable."""
+    if not _is_regular(path):
+        return None  # a FIFO would block VideoCapture forever
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():

@@ -88,14 +88,14 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
     path = tmp_path / "locked.jpg"
     path.write_bytes(PHOTOS[0].read_bytes())
-    real_open = open
+    real_open = os.open  # files are opened with os.open (O_NONBLOCK: a FIFO must not block)
 
     def refusing_open(file, *args, **kwargs):
         if os.fspath(file) == str(path):
             raise PermissionError(13, "Permission denied")
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", refusing_open)
+    monkeypatch.setattr("os.open", refusing_open)
     with pytest.raises(ImageError, match="permission denied"):
         images.load_image(path)
 

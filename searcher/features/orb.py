@@ -17,6 +17,7 @@ RANSAC_PIXELS = 8.0
 # Random matches can reach a handful of RANSAC inliers by chance; below this we call it no match.
 MIN_INLIERS = 8
 ROW_BYTES = 4 + 32  # x, y as float16, then the 32-byte descriptor
+MIN_SIDE = 2  # ORB's pyramid resize asserts on a one-pixel side (such an image has no keypoints anyway)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class OrbExtractor(Extractor):
 
     def extract(self, image: np.ndarray) -> np.ndarray:
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if min(grey.shape[:2]) < MIN_SIDE:
+            # ORB finds nothing within 31 pixels of a border anyway, and its pyramid resize
+            # asserts on a one-pixel side: such an image simply has no keypoints.
+            return np.zeros((0, ROW_BYTES), dtype=np.uint8)
         keypoints, descriptors = cv2.ORB_create(nfeatures=self.max_features).detectAndCompute(grey, None)
         if len(keypoints) < self.max_features // 4:
             orb = cv2.ORB_create(nfeatures=self.max_features, fastThreshold=5)

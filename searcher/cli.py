@@ -78,7 +78,7 @@ def use_weights(weights: Optional[Path]) -> None:
 
 @app.command()
 def ingest(
-    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively).", show_default=False),
+    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively).", show_default=False, metavar="PATH"),
     catalog: Optional[Path] = CatalogOption,
     workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
@@ -121,7 +121,7 @@ def ingest(
 
 @app.command()
 def query(
-    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog).", show_default=False),
+    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog).", show_default=False, metavar="PATH"),
     catalog: Optional[Path] = CatalogOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
     metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
@@ -164,7 +164,7 @@ def query(
 
 @app.command()
 def train(
-    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on.", show_default=False),
+    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on.", show_default=False, metavar="PATH"),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs (2048 augmented samples each)."),
     latent_dim: int = typer.Option(128, "--latent-dim", min=2, help="Length of the latent vector (the `ae` signature)."),
     weights: Path = typer.Option(

@@ -115,7 +115,7 @@ class LinkKind(str, Enum):
 
 def dups(
     paths: Optional[List[Path]] = typer.Argument(
-        None, help="Only groups with a file under these folders [default: the whole catalog]", show_default=False, metavar="[PATH]..."
+        None, help="Only groups with a file under these folders [default: the whole catalog]", show_default=False, metavar="PATH"
     ),
     catalog: Optional[Path] = CatalogOption,
     keep: KeepRule = typer.Option(

@@ -214,3 +214,27 @@ def test_train_names_the_extra_when_torch_is_missing(monkeypatch, tmp_path):
 def test_progress_draws_nothing_when_stderr_is_not_a_terminal(photo_dir, tmp_path):
     result = cli("ingest", photo_dir, "--catalog", tmp_path / "c", "--signatures", "hist")
     assert result.stderr == ""
+
+
+@pytest.mark.slow
+def test_every_default_command_runs_without_torch(photo_dir, tmp_path):
+    """torch is the `train` extra: ingest (ae included), query, compare, dups and prune never import it."""
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # import torch -> ImportError, as if not installed
+        "from searcher.cli import main\n"
+        "sys.argv = ['searcher', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    catalog = tmp_path / "c"
+    photos = sorted(photo_dir.glob("*.jpg"))
+    for args in (
+        ["ingest", photo_dir, "--catalog", catalog],
+        ["query", photos[0], "--catalog", catalog, "--format", "paths", "--top", "1"],
+        ["compare", photos[0], photos[1], "--catalog", catalog],
+        ["dups", "--catalog", catalog, "--workers", "1"],
+        ["prune", "--catalog", catalog],
+    ):
+        result = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (args[0], result.stderr)
+    info = subprocess.run([sys.executable, "-c", script, "info", "--catalog", str(catalog)], capture_output=True, text=True)
+    assert "signature   ae" in info.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from searcher.cli_common import CatalogOption, err, out, warn
+from searcher.cli_common import CatalogOption, WeightsOption, err, out, use_weights, warn
 from searcher.cli_output import format_query, terminal_width
 from searcher.cli_progress import ProgressReporter, rate_text
 from searcher.errors import SearcherError, UsageError
@@ -55,26 +55,6 @@ class HistMethod(str, Enum):
 
 
 DEFAULT_TRAIN_OUT = "searcher-ae.pt"
-
-WeightsOption = typer.Option(
-    None,
-    "--weights",
-    help="Autoencoder weights for the ae signature, e.g. from `searcher train` [default: $SEARCHER_AE_WEIGHTS, else the shipped weights]",
-    dir_okay=False,
-    show_default=False,
-)
-
-
-def use_weights(weights: Optional[Path]) -> None:
-    """--weights FILE: every ae extractor of this process and its workers loads FILE (via the environment)."""
-    if weights is None:
-        return
-    if not weights.is_file():
-        raise UsageError(f"no such weights file: {weights}")
-    from searcher.features.autoencoder import WEIGHTS_ENV
-
-    os.environ[WEIGHTS_ENV] = str(weights.resolve())
-
 
 @app.command()
 def ingest(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
 from rich.console import Console
 
@@ -15,3 +19,25 @@ CatalogOption = typer.Option(
 
 def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
+
+
+WeightsOption = typer.Option(
+    None,
+    "--weights",
+    help="Autoencoder weights for the ae signature, e.g. from `searcher train` [default: $SEARCHER_AE_WEIGHTS, else the shipped weights]",
+    dir_okay=False,
+    show_default=False,
+)
+
+
+def use_weights(weights: Optional[Path]) -> None:
+    """--weights FILE: every ae extractor of this process and its workers loads FILE (via the environment)."""
+    if weights is None:
+        return
+    if not weights.is_file():
+        from searcher.errors import UsageError
+
+        raise UsageError(f"no such weights file: {weights}")
+    from searcher.features.autoencoder import WEIGHTS_ENV
+
+    os.environ[WEIGHTS_ENV] = str(weights.resolve())

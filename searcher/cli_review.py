@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import typer
 from rich.table import Table
 
-from searcher.cli_common import CatalogOption, err, out, warn
+from searcher.cli_common import CatalogOption, WeightsOption, err, out, use_weights, warn
 from searcher.cli_output import dups_table, terminal_width
 from searcher.cli_progress import ProgressReporter
 
@@ -49,6 +49,7 @@ def compare(
     threshold: float = typer.Option(DEFAULT_THRESHOLD, "--threshold", min=0.01, max=1.0, help="Pair score at which two images are near duplicates."),
     fmt: CompareFormat = typer.Option(CompareFormat.table, "--format", help="Output format."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False),
+    weights: Optional[Path] = WeightsOption,
 ) -> None:
     """Every measure between two images (histograms, MSE, ORB, SIFT, autoencoder) and the near-duplicate verdict.
 
@@ -63,6 +64,7 @@ def compare(
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
+    use_weights(weights)
     signatures = catalog_signatures(locate(catalog))
     result = compare_images(a, b, threshold=threshold, signatures=signatures, warn=warn)
     if draw is not None:

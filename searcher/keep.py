@@ -2,7 +2,8 @@
 
 Rules (each ends with the path in sort order, so the choice is deterministic):
 - largest:       most pixels, then largest file, then oldest.
-- oldest/newest: capture time (EXIF DateTimeOriginal), else modification time.
+- oldest/newest: capture time (EXIF DateTimeOriginal), else modification time (whole seconds),
+                 then the shortest file name.
 - shortest-path: fewest characters in the path.
 - original:      the copy with the most real detail, not the most pixels. Recipe:
   1. Real detail. A member B larger than a member A (by more than SIZE_STEP in pixels) is
@@ -244,7 +245,10 @@ def choose(members: Sequence[Candidate], rule: str = DEFAULT_RULE) -> tuple[int,
     if rule in ("oldest", "newest"):
         facts = [read_facts(m.path) for m in members]
         sign = 1 if rule == "oldest" else -1
-        k = min(range(len(members)), key=lambda k: (not facts[k].readable, sign * _age(members[k], facts[k]), members[k].path))
+        k = min(
+            range(len(members)),
+            key=lambda k: (not facts[k].readable, sign * _age(members[k], facts[k]), len(os.path.basename(members[k].path)), members[k].path),
+        )
         source = "captured" if facts[k].captured else "modified"
         return k, f"{rule} ({source} {_when(_age(members[k], facts[k]))})"
     if rule == "shortest-path":

@@ -24,7 +24,9 @@ def _ae_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[2])
-    parser.add_argument("--quick", action="store_true", help="small run to check the harness (results in bench/work/results-quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small run to check the harness (results in bench/work/results-quick)"
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
@@ -60,12 +62,18 @@ def main() -> None:
             results["speed"]["measured_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
             if "ae" in signatures:  # the cost of the autoencoder: the same run without it
                 log("speed: ingest without ae")
-                results["speed_without_ae"] = speed.measure_ingest({"s640": sets["s640"]}, tuple(s for s in signatures if s != "ae"), quick=True)
+                results["speed_without_ae"] = speed.measure_ingest(
+                    {"s640": sets["s640"]}, tuple(s for s in signatures if s != "ae"), quick=True
+                )
             write_json(path, results)
         if not args.skip_accuracy:
             log("accuracy")
             results["accuracy"] = accuracy.run(quick=args.quick, reuse_rankings=args.reuse_rankings)
-            results["accuracy"]["measured_at"] = time.strftime("%Y-%m-%d %H:%M %Z") if not args.reuse_rankings else results["accuracy"].get("measured_at", "rankings of an earlier run")
+            results["accuracy"]["measured_at"] = (
+                time.strftime("%Y-%m-%d %H:%M %Z")
+                if not args.reuse_rankings
+                else results["accuracy"].get("measured_at", "rankings of an earlier run")
+            )
             location = accuracy.catalog_location(common.available_signatures())
             queries, _ = scale.latency_queries()
             log("query latency on the accuracy catalog")

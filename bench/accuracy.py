@@ -11,12 +11,11 @@ recall@k = share of queries with a relevant item in the top k. "overall" is the 
 synthetic families (equal weight: one copy per original per family); natural sets are separate rows.
 
 Rankings:
-  searcher, through the library (Searcher.query, --top 10 unless said):
+  searcher, through the library (Catalog.query_result, --top 10 unless said):
     fused+orb    the default: fused shortlist re-ranked by ORB/RANSAC (asked with top=15, which keeps
                  the default re-rank depth of 30, then cut at 10)
-    fused        the same query with the ORB verification switched off (the bench makes the
-                 Searcher's stored-ORB lookup return nothing, so no candidate is verified and the
-                 fused order stands; a library switch would be cleaner)
+    fused        the same query with the ORB verification switched off (query_result(verify=False):
+                 no candidate is verified and the fused order stands)
     hist:<m>     --metric hist --hist-method m, for the four compareHist methods
     mse, ae      --metric mse / ae
     orb          --metric orb (the 90 best fused candidates verified, ranked by RANSAC inliers). Two
@@ -55,7 +54,8 @@ def catalog_location(signatures: tuple[str, ...]):
 
 
 def build_catalog(signatures: tuple[str, ...], workers: int = 2):
-    from searcher.ingest import IngestOptions, ingest
+    from searcher.api import ingest
+    from searcher.ingest import IngestOptions
 
     data = accuracy_set()
     location = catalog_location(signatures)
@@ -103,25 +103,18 @@ def _init_worker(location_dir: str) -> None:
 
     cv2.setNumThreads(1)
     os.environ["SEARCHER_TORCH_THREADS"] = "1"
-    from searcher.catalog import CatalogLocation
-    from searcher.query import Searcher
+    from searcher import Catalog
 
-    searcher = Searcher(CatalogLocation(Path(location_dir)))
+    searcher = Catalog.open(Path(location_dir), create=False)
     _memoise_decoding(searcher)
-    no_orb = Searcher(CatalogLocation(Path(location_dir)))
-    no_orb.extractors = searcher.extractors
-    no_orb._load_orb = lambda ids: {}  # fused ranking without ORB verification
-    _W.update(searcher=searcher, no_orb=no_orb)
+    _W.update(searcher=searcher)
     # brute force: every stored vector of each indexed signature
     brute = {}
     for name, index in searcher.indexes.items():
-        ids = sorted(index._live)
+        ids = index.ids()
         brute[name] = (np.array(ids), index.vectors(ids))
     _W["brute"] = brute
-    with searcher.engine.connect() as conn:
-        from sqlalchemy import text
-
-        _W["paths"] = dict(conn.execute(text("SELECT id, path FROM images")).all())
+    _W["paths"] = searcher.store.paths()
 
 
 def _brute_rank(name: str, image) -> list[str]:
@@ -145,16 +138,16 @@ def _brute_rank(name: str, image) -> list[str]:
 def _rank_query(path: str, with_orb: bool) -> dict[str, list[str]]:
     import searcher.images as images
 
-    searcher, no_orb = _W["searcher"], _W["no_orb"]
+    searcher = _W["searcher"]
     out: dict[str, list[str]] = {}
     top = lambda result: [h.path for h in result.hits][:K]  # noqa: E731
-    out["searcher fused+orb"] = top(searcher.query(path, top=15, metric="fused"))
-    out["searcher fused"] = top(no_orb.query(path, top=K, metric="fused"))
+    out["searcher fused+orb"] = top(searcher.query_result(path, top=15, metric="fused"))
+    out["searcher fused"] = top(searcher.query_result(path, top=K, metric="fused", verify=False))
     for method in HIST_METHODS:
-        out[f"hist:{method}"] = top(searcher.query(path, top=K, metric="hist", hist_method=method))
+        out[f"hist:{method}"] = top(searcher.query_result(path, top=K, metric="hist", hist_method=method))
     for metric in ("mse", "ae", "orb"):
         if metric in searcher.metrics and (metric != "orb" or with_orb):
-            out[metric] = top(searcher.query(path, top=K, metric=metric))
+            out[metric] = top(searcher.query_result(path, top=K, metric=metric))
     image = images.load_image(path)
     for name in _W["brute"]:
         out[f"{name} brute-force"] = _brute_rank(name, image)
@@ -245,7 +238,12 @@ def score(queries: list[dict], rankings: list[dict[str, list[str]]]) -> dict:
             ap = [average_precision(rankings[i][method], queries[i]["relevant"]) for i in members]
             r1 = [success_at(rankings[i][method], queries[i]["relevant"], 1) for i in members]
             r10 = [success_at(rankings[i][method], queries[i]["relevant"], 10) for i in members]
-            table[method][family] = {"mAP": float(np.mean(ap)), "R@1": float(np.mean(r1)), "R@10": float(np.mean(r10)), "n": len(members)}
+            table[method][family] = {
+                "mAP": float(np.mean(ap)),
+                "R@1": float(np.mean(r1)),
+                "R@10": float(np.mean(r10)),
+                "n": len(members),
+            }
     return table
 
 
@@ -266,8 +264,14 @@ def run(quick: bool = False, workers: int = 2, reuse_rankings: bool = False) -> 
         queries, rankings = pickle.loads(saved.read_bytes())
         return _result(queries, rankings, signatures, len(data.originals) + len(data.distractors))
     location = build_catalog(signatures, workers)
-    queries = [{"path": str(c["path"]), "family": c["family"], "original": str(c["original"]), "relevant": {str(c["original"])}} for c in data.copies]
-    queries += [{"path": str(n["path"]), "family": n["family"], "original": "", "relevant": {str(r) for r in n["relevant"]}} for n in data.natural]
+    queries = [
+        {"path": str(c["path"]), "family": c["family"], "original": str(c["original"]), "relevant": {str(c["original"])}}
+        for c in data.copies
+    ]
+    queries += [
+        {"path": str(n["path"]), "family": n["family"], "original": "", "relevant": {str(r) for r in n["relevant"]}}
+        for n in data.natural
+    ]
     natural = [q for q in queries if not q["original"]]
     keep = {str(p) for p in data.originals[::COPIES_EVERY]}
     queries = [q for q in queries if q["original"] in keep] + natural

@@ -15,11 +15,10 @@ the mean cosine within a group against the 99th percentile of the cosine across 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
-
-import sys
 
 import cv2
 import numpy as np
@@ -219,7 +218,9 @@ def build_eval_set(seed: int = 0, corpus: Path = CORPUS_PHOTOS, limit: int | Non
     return EvalSet(images, np.asarray(groups), kinds, names, extra_images, np.asarray(extra_groups), extra_kinds)
 
 
-def extra_recall(main: np.ndarray, groups: np.ndarray, extra: np.ndarray, extra_groups: np.ndarray, extra_kinds: Sequence[str]) -> dict:
+def extra_recall(
+    main: np.ndarray, groups: np.ndarray, extra: np.ndarray, extra_groups: np.ndarray, extra_kinds: Sequence[str]
+) -> dict:
     """recall@1 per extra transform: is the nearest image of the main set in the copy's group?"""
     a = main / np.maximum(np.linalg.norm(main, axis=1, keepdims=True), 1e-12)
     b = extra / np.maximum(np.linalg.norm(extra, axis=1, keepdims=True), 1e-12)
@@ -280,5 +281,7 @@ if __name__ == "__main__":
     s = build_eval_set()
     print(f"{len(s.images)} images, {len(set(s.groups.tolist()))} groups, {time.perf_counter() - t:.1f} s")
     m = retrieval_metrics(thumbnail_vectors(s.images), s.groups, s.kinds)
-    print("thumbnail baseline:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.items() if not isinstance(v, dict)})
+    print(
+        "thumbnail baseline:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.items() if not isinstance(v, dict)}
+    )
     print({k: round(v, 2) for k, v in m["recall@1_by_kind"].items()})

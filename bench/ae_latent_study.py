@@ -90,8 +90,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dims", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     ap.add_argument("--contrastive", type=float, default=TrainConfig.contrastive_weight, help="weight of the contrastive term")
-    ap.add_argument("--ablate-dims", type=int, nargs="*", default=[128], help="latent sizes also trained with --ablate-contrastive")
-    ap.add_argument("--ablate-contrastive", type=float, nargs="*", default=[0.0], help="other contrastive weights (0 = denoising AE only)")
+    ap.add_argument(
+        "--ablate-dims", type=int, nargs="*", default=[128], help="latent sizes also trained with --ablate-contrastive"
+    )
+    ap.add_argument(
+        "--ablate-contrastive", type=float, nargs="*", default=[0.0], help="other contrastive weights (0 = denoising AE only)"
+    )
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--samples-per-epoch", type=int, default=TrainConfig.samples_per_epoch)
     ap.add_argument("--seed", type=int, default=0)
@@ -108,10 +112,13 @@ def main(argv=None) -> int:
     print(f"training sources: {len(sources)} images/frames", file=sys.stderr)
 
     rows = []
+
     def evaluate(vectors_fn) -> dict:
         main = vectors_fn(eval_set.images)
         metrics = retrieval_metrics(main, eval_set.groups, eval_set.kinds)
-        metrics["extra_recall@1_by_kind"] = extra_recall(main, eval_set.groups, vectors_fn(eval_set.extra_images), eval_set.extra_groups, eval_set.extra_kinds)
+        metrics["extra_recall@1_by_kind"] = extra_recall(
+            main, eval_set.groups, vectors_fn(eval_set.extra_images), eval_set.extra_groups, eval_set.extra_kinds
+        )
         return metrics
 
     base = evaluate(thumbnail_vectors)
@@ -119,10 +126,12 @@ def main(argv=None) -> int:
 
     runs = [(d, args.contrastive) for d in args.dims] + [(d, w) for w in args.ablate_contrastive for d in args.ablate_dims]
     for d, w in runs:
-        cfg = TrainConfig(epochs=args.epochs, latent_dim=d, seed=args.seed, samples_per_epoch=args.samples_per_epoch, contrastive_weight=w)
+        cfg = TrainConfig(
+            epochs=args.epochs, latent_dim=d, seed=args.seed, samples_per_epoch=args.samples_per_epoch, contrastive_weight=w
+        )
         out = args.workdir / f"ae_d{d}_c{w:g}_e{args.epochs}_s{args.samples_per_epoch}.pt"
         info = train_with_config([], out, cfg, resume=True, progress=not args.no_progress, sources=sources)
-        metrics = evaluate(lambda images: ae_vectors(out, images))
+        metrics = evaluate(lambda images, out=out: ae_vectors(out, images))
         row = {
             "model": f"ae d={d} contrastive={w:g}",
             "latent_dim": d,
@@ -137,10 +146,15 @@ def main(argv=None) -> int:
             **inference_ms(out, eval_set.images),
         }
         rows.append(row)
-        print(f"d={d:4d} c={w:g}: mAP {metrics['mAP']:.3f}  R@1 {metrics['recall@1']:.3f}  loss {info['final_loss']:.4f}", file=sys.stderr)
+        print(
+            f"d={d:4d} c={w:g}: mAP {metrics['mAP']:.3f}  R@1 {metrics['recall@1']:.3f}  loss {info['final_loss']:.4f}",
+            file=sys.stderr,
+        )
     for extra in args.also_weights:
-        metrics = evaluate(lambda images: ae_vectors(extra, images))
-        rows.append({"model": f"weights {extra}", "latent_dim": AutoencoderExtractor(extra).dim, "weights": str(extra), **metrics})
+        metrics = evaluate(lambda images, extra=extra: ae_vectors(extra, images))
+        rows.append(
+            {"model": f"weights {extra}", "latent_dim": AutoencoderExtractor(extra).dim, "weights": str(extra), **metrics}
+        )
 
     kinds = list(rows[0]["recall@1_by_kind"].keys())
     lines = [
@@ -160,7 +174,9 @@ def main(argv=None) -> int:
         ts = f"{r['train_seconds']:.0f}" if r.get("train_seconds") is not None else ""
         kb = f"{r['weights_bytes'] / 1024:.0f}" if r.get("weights_bytes") else ""
         ms = " | ".join(f"{r[k]:.2f}" if r.get(k) else "" for k in ("ms_per_image_numpy", "ms_per_image_torch"))
-        lines.append(f"| {r['model']} | {r['latent_dim']} | {r['mAP']:.3f} | {r['recall@1']:.3f} | {r['pos_cos_mean']:.3f} | {r['neg_cos_p99']:.3f} | {fl} | {rm} | {ts} | {kb} | {ms} |")
+        lines.append(
+            f"| {r['model']} | {r['latent_dim']} | {r['mAP']:.3f} | {r['recall@1']:.3f} | {r['pos_cos_mean']:.3f} | {r['neg_cos_p99']:.3f} | {fl} | {rm} | {ts} | {kb} | {ms} |"
+        )
     lines += ["", "Recall@1 by transform:", "", "| model | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
     for r in rows:
         lines.append(f"| {r['model']} | " + " | ".join(f"{r['recall@1_by_kind'][k]:.2f}" for k in kinds) + " |")
@@ -182,12 +198,25 @@ def main(argv=None) -> int:
         "included; numpy = the default backend (no torch import), torch = backend='torch'.",
     ]
     train_total = sum(r.get("train_seconds") or 0 for r in rows)
-    lines += ["", f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other work: timings are noisy). "
-              f"Training time, all runs: {train_total:.0f} s; this invocation: {time.perf_counter() - t0:.0f} s "
-              "(runs already in --workdir are reused)."]
+    lines += [
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other work: timings are noisy). "
+        f"Training time, all runs: {train_total:.0f} s; this invocation: {time.perf_counter() - t0:.0f} s "
+        "(runs already in --workdir are reused).",
+    ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.results.with_suffix(".json").write_text(json.dumps({"rows": rows, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "also_weights"}}, indent=1, default=str) + "\n")
+    args.results.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "also_weights"},
+            },
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
     print("\n".join(lines))
     return 0
 

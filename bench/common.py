@@ -103,7 +103,18 @@ def machine_info() -> dict:
         "gpu": "none used",
         "packages": {
             p: _pkg(p)
-            for p in ("searcher", "opencv-python", "numpy", "torch", "hnswlib", "sqlalchemy", "pillow", "imagehash", "imagededup", "scikit-image")
+            for p in (
+                "searcher",
+                "opencv-python",
+                "numpy",
+                "torch",
+                "hnswlib",
+                "sqlalchemy",
+                "pillow",
+                "imagehash",
+                "imagededup",
+                "scikit-image",
+            )
         },
         "searcher_commit": _git_commit(),
     }
@@ -123,7 +134,9 @@ def _cpu_model() -> str:
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "searcher"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "searcher"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         return head + ("+uncommitted changes in searcher/" if dirty else "")
     except OSError:
         return "unknown"

@@ -355,10 +355,14 @@ def _make_accuracy_set(root: Path) -> None:
         "originals": [rel(p) for p in originals],
         "distractors": [rel(p) for p in distractors],
         "copies": [{"path": rel(c["path"]), "family": c["family"], "original": rel(c["original"])} for c in copies],
-        "natural": [{"path": rel(n["path"]), "family": n["family"], "relevant": [rel(r) for r in n["relevant"]]} for n in natural],
+        "natural": [
+            {"path": rel(n["path"]), "family": n["family"], "relevant": [rel(r) for r in n["relevant"]]} for n in natural
+        ],
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log(f"accuracy set: {len(originals)} originals, {len(copies)} copies, {len(distractors)} distractors, {len(natural)} natural queries")
+    log(
+        f"accuracy set: {len(originals)} originals, {len(copies)} copies, {len(distractors)} distractors, {len(natural)} natural queries"
+    )
 
 
 # ---------------------------------------------------------------- speed sets

@@ -14,27 +14,28 @@ import sys
 import time
 from pathlib import Path
 
-from searcher.catalog import CatalogLocation
+import searcher
 from searcher.images import expand_image_args
-from searcher.query import Searcher
 
 
 def main() -> None:
     catalog, folder = Path(sys.argv[1]), sys.argv[2]
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     queries = expand_image_args([folder])
-    with Searcher(CatalogLocation(catalog.resolve())) as searcher:
-        searcher.query(queries[0])
+    with searcher.Catalog.open(catalog.resolve(), create=False) as cat:
+        cat.query_result(queries[0])
         times, stages = [], {}
         for _ in range(repeats):
             for query in queries:
                 start = time.perf_counter()
-                result = searcher.query(query, top=10)
+                result = cat.query_result(query, top=10)
                 times.append(time.perf_counter() - start)
                 for stage, seconds in result.timings.items():
                     stages.setdefault(stage, []).append(seconds)
     times.sort()
-    print(f"queries={len(times)} p50={statistics.median(times) * 1000:.1f} ms p95={times[int(0.95 * (len(times) - 1))] * 1000:.1f} ms")
+    print(
+        f"queries={len(times)} p50={statistics.median(times) * 1000:.1f} ms p95={times[int(0.95 * (len(times) - 1))] * 1000:.1f} ms"
+    )
     print("stage medians (ms): " + ", ".join(f"{k} {statistics.median(v) * 1000:.1f}" for k, v in stages.items()))
 
 

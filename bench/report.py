@@ -45,7 +45,10 @@ def accuracy_section(acc: dict) -> list[str]:
         "",
     ]
     cols = ours + brute + peers
-    short = {m: m.replace("searcher ", "").replace("imagehash ", "ih ").replace("imagededup ", "idd ").replace(" brute-force", " BF") for m in cols}
+    short = {
+        m: m.replace("searcher ", "").replace("imagehash ", "ih ").replace("imagededup ", "idd ").replace(" brute-force", " BF")
+        for m in cols
+    }
     lines.append("| family | " + " | ".join(short[c] for c in cols) + " | best peer | vs peer |")
     lines.append("|---|" + "---:|" * (len(cols) + 2))
     for r in rows:
@@ -58,16 +61,32 @@ def accuracy_section(acc: dict) -> list[str]:
         label = r if r in families else f"**{r}**"
         n = table[cols[0]][r]["n"]
         lines.append(
-            f"| {label} (n={n}) | " + " | ".join(cells) + f" | {short.get(best_peer, '')} {values.get(best_peer, 0):.3f} | {gap:+.3f}{flag} |"
+            f"| {label} (n={n}) | "
+            + " | ".join(cells)
+            + f" | {short.get(best_peer, '')} {values.get(best_peer, 0):.3f} | {gap:+.3f}{flag} |"
         )
     orb_n = table.get("orb", {}).get("overall", {}).get("n")
-    lines += ["", "Column names: `ih` = imagehash, `idd` = imagededup, `BF` = brute-force scan of searcher's stored vectors (no HNSW, no shortlist)."
-              + (f" `orb` (alone) is scored on a subset ({orb_n} copies overall, {table['orb'].get('jpeg10', {}).get('n')} per family; "
-                 f"{table['orb'].get('pairs', {}).get('n')} pairs, {table['orb'].get('video', {}).get('n')} video queries)." if orb_n else ""), ""]
-    lines += [f"### recall@1 / recall@10 per family", "", "| family | " + " | ".join(short[c] for c in ["searcher fused+orb", "searcher fused", *peers]) + " |"]
+    lines += [
+        "",
+        "Column names: `ih` = imagehash, `idd` = imagededup, `BF` = brute-force scan of searcher's stored vectors (no HNSW, no shortlist)."
+        + (
+            f" `orb` (alone) is scored on a subset ({orb_n} copies overall, {table['orb'].get('jpeg10', {}).get('n')} per family; "
+            f"{table['orb'].get('pairs', {}).get('n')} pairs, {table['orb'].get('video', {}).get('n')} video queries)."
+            if orb_n
+            else ""
+        ),
+        "",
+    ]
+    lines += [
+        "### recall@1 / recall@10 per family",
+        "",
+        "| family | " + " | ".join(short[c] for c in ["searcher fused+orb", "searcher fused", *peers]) + " |",
+    ]
     lines.append("|---|" + "---:|" * (len(peers) + 2))
     for r in rows:
-        cells = [f"{table[c][r]['R@1']:.2f} / {table[c][r]['R@10']:.2f}" for c in ["searcher fused+orb", "searcher fused", *peers]]
+        cells = [
+            f"{table[c][r]['R@1']:.2f} / {table[c][r]['R@10']:.2f}" for c in ["searcher fused+orb", "searcher fused", *peers]
+        ]
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
     lines += ["", "recall@1 / recall@10 of every ranking, signatures alone included, are in results.json.", ""]
     return lines
@@ -83,7 +102,12 @@ def weakest_families(acc: dict, n: int = 3) -> list[tuple[str, float, float, flo
 
 
 def speed_section(speed: dict, no_ae: dict | None) -> list[str]:
-    lines = ["## Speed: ingest", "", f"Signatures: {', '.join(speed['signatures'])}. Files per second, median of repeated runs; `Np` = N processes.", ""]
+    lines = [
+        "## Speed: ingest",
+        "",
+        f"Signatures: {', '.join(speed['signatures'])}. Files per second, median of repeated runs; `Np` = N processes.",
+        "",
+    ]
     head = ["set", "files", "MB/file", "decode full 1p", "decode full 2p", "decode reduced 1p", "decode reduced 2p", "pHash 1p", "pHash 2p",
             "ingest 1p", "ingest 2p", "ingest / pHash (2p)", "ingest / full decode (2p)", "load"]  # fmt: skip
     lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
@@ -93,8 +117,14 @@ def speed_section(speed: dict, no_ae: dict | None) -> list[str]:
             + " | ".join(
                 f"{e[k]:.1f}"
                 for k in (
-                    "decode full (cv2.imread), 1p", "decode full (cv2.imread), 2p", "decode reduced (searcher), 1p",
-                    "decode reduced (searcher), 2p", "imagehash pHash, 1p", "imagehash pHash, 2p", "ingest, 1p", "ingest, 2p",
+                    "decode full (cv2.imread), 1p",
+                    "decode full (cv2.imread), 2p",
+                    "decode reduced (searcher), 1p",
+                    "decode reduced (searcher), 2p",
+                    "imagehash pHash, 1p",
+                    "imagehash pHash, 2p",
+                    "ingest, 1p",
+                    "ingest, 2p",
                 )  # fmt: skip
             )
             + f" | {e['ingest, 2p'] / e['imagehash pHash, 2p']:.2f} | {e['ingest, 2p'] / e['decode full (cv2.imread), 2p']:.2f} | {e['load_before']:.2f} |"
@@ -103,7 +133,10 @@ def speed_section(speed: dict, no_ae: dict | None) -> list[str]:
               "searcher.images.load_image (libjpeg DCT-scaled decoding to >= 640 px, then INTER_AREA), the decode ingest really does.", ""]  # fmt: skip
     if no_ae:
         e = no_ae["sets"]["s640"]
-        lines += [f"Without `ae` (signatures {', '.join(no_ae['signatures'])}), s640 ingest: {e['ingest, 1p']:.1f} files/s (1p), {e['ingest, 2p']:.1f} files/s (2p) (single run).", ""]
+        lines += [
+            f"Without `ae` (signatures {', '.join(no_ae['signatures'])}), s640 ingest: {e['ingest, 1p']:.1f} files/s (1p), {e['ingest, 2p']:.1f} files/s (2p) (single run).",
+            "",
+        ]
     lines += ["### Where one ingest spends its time (1 process, ms per image)", ""]
     stages = []
     for e in speed["sets"].values():
@@ -118,11 +151,26 @@ def speed_section(speed: dict, no_ae: dict | None) -> list[str]:
             b = speed["sets"][n]["breakdown (1 process)"]
             cells.append(f"{b['ms_per_image'].get(s, 0):.2f} ({100 * b['share'].get(s, 0):.0f}%)")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines.append("| **total** | " + " | ".join(f"{1000 * speed['sets'][n]['breakdown (1 process)']['wall_s'] / speed['sets'][n]['files']:.2f}" for n in names) + " |")
-    lines += ["", "Measured by wrapping the library's functions at run time (bench/speed.py `stage_clock`); `other` is the rest of the wall time.", ""]
+    lines.append(
+        "| **total** | "
+        + " | ".join(
+            f"{1000 * speed['sets'][n]['breakdown (1 process)']['wall_s'] / speed['sets'][n]['files']:.2f}" for n in names
+        )
+        + " |"
+    )
+    lines += [
+        "",
+        "Measured by wrapping the library's functions at run time (bench/speed.py `stage_clock`); `other` is the rest of the wall time.",
+        "",
+    ]
     noop = {n: e["no-op rerun files/s"] for n, e in speed["sets"].items() if "no-op rerun files/s" in e}
     if noop:
-        lines += ["No-op rerun on these small sets (files/s, dominated by opening the catalog): " + ", ".join(f"{n} {v:.0f}" for n, v in noop.items()) + ".", ""]
+        lines += [
+            "No-op rerun on these small sets (files/s, dominated by opening the catalog): "
+            + ", ".join(f"{n} {v:.0f}" for n, v in noop.items())
+            + ".",
+            "",
+        ]
     return lines
 
 
@@ -132,7 +180,9 @@ def latency_table(lat: dict) -> list[str]:
     for k, v in st.items():
         label = "**total (one query, in process)**" if k == "total" else k
         lines.append(f"| {label} | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} |")
-    lines.append(f"| CLI batch of {lat['cli_batch']['n']}: per query, process start and catalog open included | {lat['cli_batch']['ms_per_query']:.1f} | |")
+    lines.append(
+        f"| CLI batch of {lat['cli_batch']['n']}: per query, process start and catalog open included | {lat['cli_batch']['ms_per_query']:.1f} | |"
+    )
     lines.append(f"| CLI, one query per process (`searcher query one.jpg`) | {lat['cli_single']['ms']:.0f} | |")
     lines += ["", f"Opening the catalog (indexes loaded): {1000 * lat['in_process']['open_s']:.0f} ms. Peak RSS: {lat['in_process']['peak_rss_mb']:.0f} MB "
               f"(in-process query loop), {lat['cli_batch']['peak_rss_mb']:.0f} MB (CLI batch). 1-min load before: {lat['load_before']:.2f}.", ""]  # fmt: skip
@@ -169,7 +219,10 @@ def scale_section(scale: dict, out_dir: Path) -> list[str]:
     if sig:
         lines += ["Stored signature BLOBs: " + ", ".join(f"{k} {v['avg_bytes']:,.0f} B" for k, v in sig.items()) + ".", ""]
     nr = scale["noop_rerun"]
-    lines += [f"No-op incremental rerun at N = {nr['n']:,}: **{nr['files_per_s']:,.0f} files/s** (median of {len(nr['runs'])}).", ""]
+    lines += [
+        f"No-op incremental rerun at N = {nr['n']:,}: **{nr['files_per_s']:,.0f} files/s** (median of {len(nr['runs'])}).",
+        "",
+    ]
     lines += ["![latency](scale_latency.png) ![memory](scale_memory.png) ![disk](scale_disk.png)", ""]
     _plots(scale, out_dir)
     return lines
@@ -187,22 +240,43 @@ def _plots(scale: dict, out_dir: Path) -> None:
     for q in ("p50", "p95"):
         ax.plot(n, [r["latency"]["in_process"]["stages"]["total"][f"{q}_ms"] for r in rows], marker="o", label=f"total {q}")
     for stage in ("signatures", "index search + exact scores", "ORB re-rank", "decode"):
-        ax.plot(n, [r["latency"]["in_process"]["stages"][stage]["p50_ms"] for r in rows], ls="--", marker=".", label=f"{stage} p50")
-    ax.set_xscale("log"); ax.set_xlabel("images in catalog"); ax.set_ylabel("ms per query"); ax.legend(fontsize=7); ax.grid(alpha=0.3)  # noqa: E702
+        ax.plot(
+            n, [r["latency"]["in_process"]["stages"][stage]["p50_ms"] for r in rows], ls="--", marker=".", label=f"{stage} p50"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("images in catalog")
+    ax.set_ylabel("ms per query")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)  # noqa: E702
     ax.set_title("single query latency")
-    fig.tight_layout(); fig.savefig(out_dir / "scale_latency.png", dpi=110); plt.close(fig)  # noqa: E702
+    fig.tight_layout()
+    fig.savefig(out_dir / "scale_latency.png", dpi=110)
+    plt.close(fig)  # noqa: E702
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(n, [r["latency"]["in_process"]["peak_rss_mb"] for r in rows], marker="o", label="query process peak RSS")
-    ax.set_xscale("log"); ax.set_xlabel("images in catalog"); ax.set_ylabel("MB"); ax.legend(fontsize=7); ax.grid(alpha=0.3)  # noqa: E702
+    ax.set_xscale("log")
+    ax.set_xlabel("images in catalog")
+    ax.set_ylabel("MB")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)  # noqa: E702
     ax.set_title("query memory")
-    fig.tight_layout(); fig.savefig(out_dir / "scale_memory.png", dpi=110); plt.close(fig)  # noqa: E702
+    fig.tight_layout()
+    fig.savefig(out_dir / "scale_memory.png", dpi=110)
+    plt.close(fig)  # noqa: E702
     fig, ax = plt.subplots(figsize=(5, 3.5))
     keys = [k for k in rows[-1]["disk"]["bytes_per_image"] if k != "index sidecars"]
     for k in keys:
         ax.plot(n, [r["disk"]["bytes_per_image"].get(k, 0) * r["n"] / 1e6 for r in rows], marker="o", label=k)
-    ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("images in catalog"); ax.set_ylabel("MB on disk"); ax.legend(fontsize=7); ax.grid(alpha=0.3)  # noqa: E702
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("images in catalog")
+    ax.set_ylabel("MB on disk")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)  # noqa: E702
     ax.set_title("catalog and index size")
-    fig.tight_layout(); fig.savefig(out_dir / "scale_disk.png", dpi=110); plt.close(fig)  # noqa: E702
+    fig.tight_layout()
+    fig.savefig(out_dir / "scale_disk.png", dpi=110)
+    plt.close(fig)  # noqa: E702
 
 
 def accuracy_plot(acc: dict, out_dir: Path) -> None:
@@ -223,9 +297,14 @@ def accuracy_plot(acc: dict, out_dir: Path) -> None:
     ax.bar(x - 0.27, ours, 0.27, label="searcher fused+orb")
     ax.bar(x, fused, 0.27, label="searcher fused (no ORB)")
     ax.bar(x + 0.27, best, 0.27, label="best peer hash")
-    ax.set_xticks(x, fams, rotation=60, ha="right", fontsize=8); ax.set_ylabel(f"mAP@{acc['k']}"); ax.set_ylim(0, 1.02)  # noqa: E702
-    ax.legend(fontsize=8, loc="lower left"); ax.grid(axis="y", alpha=0.3)  # noqa: E702
-    fig.tight_layout(); fig.savefig(out_dir / "accuracy_families.png", dpi=110); plt.close(fig)  # noqa: E702
+    ax.set_xticks(x, fams, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(f"mAP@{acc['k']}")
+    ax.set_ylim(0, 1.02)  # noqa: E702
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)  # noqa: E702
+    fig.tight_layout()
+    fig.savefig(out_dir / "accuracy_families.png", dpi=110)
+    plt.close(fig)  # noqa: E702
 
 
 def targets(results: dict) -> list[dict]:
@@ -256,8 +335,20 @@ def targets(results: dict) -> list[dict]:
             f"{nr['files_per_s'] / 20000:.2f}x the goal")  # fmt: skip
         last = sc["rows"][-1]
         t = last["latency"]["in_process"]["stages"]["total"]
-        add(f"single query p50 at N = {last['n']:,}", f"{t['p50_ms']:.1f} ms", "<= 50 ms", t["p50_ms"] <= 50, f"{t['p50_ms'] - 50:+.1f} ms")
-        add(f"single query p95 at N = {last['n']:,}", f"{t['p95_ms']:.1f} ms", "<= 100 ms", t["p95_ms"] <= 100, f"{t['p95_ms'] - 100:+.1f} ms")
+        add(
+            f"single query p50 at N = {last['n']:,}",
+            f"{t['p50_ms']:.1f} ms",
+            "<= 50 ms",
+            t["p50_ms"] <= 50,
+            f"{t['p50_ms'] - 50:+.1f} ms",
+        )
+        add(
+            f"single query p95 at N = {last['n']:,}",
+            f"{t['p95_ms']:.1f} ms",
+            "<= 100 ms",
+            t["p95_ms"] <= 100,
+            f"{t['p95_ms'] - 100:+.1f} ms",
+        )
         rss = max(last["latency"]["in_process"]["peak_rss_mb"], last["latency"]["cli_batch"]["peak_rss_mb"])
         add(f"query process RSS at N = {last['n']:,}", f"{rss:.0f} MB", "<= 1024 MB", rss <= 1024, f"{rss - 1024:+.0f} MB")
         b = last["disk"]["bytes_per_image"]["total"]
@@ -266,7 +357,13 @@ def targets(results: dict) -> list[dict]:
     if acc:
         t = acc["table"]
         overall = t["searcher fused+orb"]["overall"]["mAP"]
-        add("fused+orb mAP overall (synthetic families)", f"{overall:.3f}", ">= 0.95", overall >= TARGET_MAP, f"{overall - TARGET_MAP:+.3f}")
+        add(
+            "fused+orb mAP overall (synthetic families)",
+            f"{overall:.3f}",
+            ">= 0.95",
+            overall >= TARGET_MAP,
+            f"{overall - TARGET_MAP:+.3f}",
+        )
         _, _, peers = _methods(t)
         losses, ties = [], []
         for f in acc["families"]:
@@ -300,7 +397,9 @@ def write(results: dict, out_dir: Path) -> None:
         f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores (shared with other work: the 1-min load is recorded "
         f"beside each timing), {m.get('memory_gb', '?')} GB RAM, no GPU; {m.get('platform', '')}, Python {m.get('python', '')}.",
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items()) + f"; searcher commit {m.get('searcher_commit', '?')}.",
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
+        + f"; searcher commit {m.get('searcher_commit', '?')}.",
         "",
         f"Signatures: {', '.join(run.get('signatures', []))}; ae: {run.get('ae', '?')}. "
         f"Peers: " + "; ".join(f"{k}: {v}" for k, v in run.get("peers", {}).items()) + ".",
@@ -333,7 +432,11 @@ def write(results: dict, out_dir: Path) -> None:
     if out_dir.resolve() == (Path(__file__).parent / "results").resolve():
         head = (Path(__file__).parent / "README_head.md").read_text()
         body = text.replace("](", "](results/").replace("](results/http", "](http")
-        (Path(__file__).parent / "README.md").write_text(head + "Latest results (a copy of results/results.md):\n\n" + body.replace("# searcher benchmark results", "## Latest results", 1))
+        (Path(__file__).parent / "README.md").write_text(
+            head
+            + "Latest results (a copy of results/results.md):\n\n"
+            + body.replace("# searcher benchmark results", "## Latest results", 1)
+        )
 
 
 NOTES_FILE = Path(__file__).with_name("notes.md")
@@ -353,12 +456,16 @@ def closing_note(results: dict) -> list[str]:
         b = sp.get(name, {}).get("breakdown (1 process)")
         if b:
             stage, ms = max(b["ms_per_image"].items(), key=lambda kv: kv[1])
-            lines.append(f"Biggest ingest cost on {name}: {stage}, {ms:.1f} ms per image ({100 * b['share'][stage]:.0f}% of one process's time).")
+            lines.append(
+                f"Biggest ingest cost on {name}: {stage}, {ms:.1f} ms per image ({100 * b['share'][stage]:.0f}% of one process's time)."
+            )
     sc = results.get("scale")
     if sc:
         st = sc["rows"][-1]["latency"]["in_process"]["stages"]
         stage, v = max(((k, v) for k, v in st.items() if k != "total"), key=lambda kv: kv[1]["p50_ms"])
-        lines.append(f"Biggest query cost at N = {sc['rows'][-1]['n']:,}: {stage}, p50 {v['p50_ms']:.1f} ms of {st['total']['p50_ms']:.1f} ms.")
+        lines.append(
+            f"Biggest query cost at N = {sc['rows'][-1]['n']:,}: {stage}, p50 {v['p50_ms']:.1f} ms of {st['total']['p50_ms']:.1f} ms."
+        )
     lines.append("")
     if NOTES_FILE.exists():
         lines += [NOTES_FILE.read_text().strip(), ""]

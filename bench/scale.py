@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, SEED, WORK, dir_size, load1, log, median, wait_for_quiet
+from bench.common import REPO, SEED, WORK, load1, log, median, wait_for_quiet
 from bench.dataset import FAMILIES, accuracy_set, read_bgr, video_frames
 
 SCALE_VERSION = "1"
@@ -63,11 +63,15 @@ def _make_folder(folder_index: int) -> int:
     if (out / ".done").exists():
         return 0
     out.mkdir(parents=True, exist_ok=True)
-    for n, (kind, k, y0, x0, kh, kw, long_side, flip, quality) in enumerate(_recipes(folder_index, frames[0].shape[:2], [p.shape[:2] for p in photos])):
+    for n, (kind, k, y0, x0, kh, kw, long_side, flip, quality) in enumerate(
+        _recipes(folder_index, frames[0].shape[:2], [p.shape[:2] for p in photos])
+    ):
         src = frames[k] if kind == "frame" else photos[k]
         img = src[y0 : y0 + kh, x0 : x0 + kw]
         s = long_side / max(kh, kw)
-        img = cv2.resize(img, (max(8, round(kw * s)), max(8, round(kh * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        img = cv2.resize(
+            img, (max(8, round(kw * s)), max(8, round(kh * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        )
         if flip:
             img = img[:, ::-1]
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -136,15 +140,14 @@ def latency_queries() -> list[str]:
 
 def recall_worker(catalog: str, queries: list[str], k: int = 100) -> dict:
     """HNSW recall@k of each index against an exact scan of the same stored vectors."""
-    from searcher import images
-    from searcher.catalog import CatalogLocation
-    from searcher.query import SHORTLIST, Searcher
+    from searcher import Catalog, images
+    from searcher.query import SHORTLIST
 
-    searcher = Searcher(CatalogLocation(Path(catalog)))
+    searcher = Catalog.open(Path(catalog), create=False)
     out = {}
     for name, index in searcher.indexes.items():
         extractor = searcher.extractors[name]
-        ids = np.array(sorted(index._live))
+        ids = np.array(index.ids())
         vectors = index.vectors(list(ids))
         recalls = []
         for q in queries:
@@ -170,8 +173,9 @@ def grow(quick: bool = False) -> list[dict]:
     import shutil
 
     from bench.common import available_signatures
+    from searcher.api import ingest
     from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
+    from searcher.ingest import IngestOptions
 
     signatures = available_signatures()
     steps = (1_000, 3_000) if quick else STEPS
@@ -198,17 +202,24 @@ def grow(quick: bool = False) -> list[dict]:
         if snap.exists():
             shutil.rmtree(snap)
         shutil.copytree(location.directory, snap)
-        done[str(n)] = {"n": n, "added": summary.added, "ingest_s": wall, "load": load1(), "roots": base_roots + [str(f) for f in folders]}
+        done[str(n)] = {
+            "n": n,
+            "added": summary.added,
+            "ingest_s": wall,
+            "load": load1(),
+            "roots": base_roots + [str(f) for f in folders],
+        }
         log_path.write_text(json.dumps(done))
     return [done[k] for k in sorted(done, key=int)]
 
 
 def run(quick: bool = False) -> dict:
     """Phase 2: latency, memory, recall, disk at every size; the no-op rerun at the largest."""
-    from bench import accuracy, speed
+    from bench import speed
     from bench.common import available_signatures
+    from searcher.api import ingest
     from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
+    from searcher.ingest import IngestOptions
 
     signatures = available_signatures()
     grown = grow(quick)
@@ -227,8 +238,12 @@ def run(quick: bool = False) -> dict:
         copies_of = photo_copies(n_folders)
         row["fused+orb R@1 of originals"] = float(np.mean([h[:1] == [original_of[q]] for q, h in zip(qs, hits)]))
         # the catalog also holds crops of the same photo (20% of the scale images): they are relevant too
-        row["fused+orb R@1"] = float(np.mean([bool(h) and h[0] in copies_of[original_of[q]] | {original_of[q]} for q, h in zip(qs, hits)]))
-        row["fused+orb R@10"] = float(np.mean([bool(set(h[:10]) & (copies_of[original_of[q]] | {original_of[q]})) for q, h in zip(qs, hits)]))
+        row["fused+orb R@1"] = float(
+            np.mean([bool(h) and h[0] in copies_of[original_of[q]] | {original_of[q]} for q, h in zip(qs, hits)])
+        )
+        row["fused+orb R@10"] = float(
+            np.mean([bool(set(h[:10]) & (copies_of[original_of[q]] | {original_of[q]})) for q, h in zip(qs, hits)])
+        )
         row["disk"] = speed.disk_usage(catalog, n)
         row["recall"] = _recall(catalog, qs)
         rows.append(row)
@@ -259,7 +274,9 @@ def run(quick: bool = False) -> dict:
 def _recall(catalog: Path, queries: list[str]) -> dict:
     spec = WORK / "recall-spec.json"
     spec.write_text(json.dumps({"catalog": str(catalog), "queries": queries}))
-    out = subprocess.run([sys.executable, "-m", "bench.scale", "recall-worker", str(spec)], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "recall-worker", str(spec)], cwd=REPO, capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout)

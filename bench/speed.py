@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 import subprocess
 import sys
@@ -17,9 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from bench.common import REPO, WORK, available_signatures, dir_size, load1, log, median, percentile, wait_for_quiet
+from bench.common import REPO, WORK, dir_size, load1, log, median, percentile, wait_for_quiet
 
 REPEATS = 3
 
@@ -99,10 +96,10 @@ class StageClock:
 
 @contextmanager
 def stage_clock(signatures):
-    import searcher.ingest as ingest_module
+    import searcher.ingest_apply as ingest_module
     from searcher import images
+    from searcher.catalog.vectors import HnswIndex
     from searcher.features import build_extractor
-    from searcher.index import HnswIndex
 
     clock = StageClock()
     clock.wrap(images, "read_bytes", "read file")
@@ -110,9 +107,9 @@ def stage_clock(signatures):
     clock.wrap(images, "decode", "decode (reduced)")
     for name in signatures:
         clock.wrap(type(build_extractor(name)), "extract_batch", f"signature {name}")
-    clock.wrap(ingest_module._Writer, "flush", "catalog write + index add")
+    clock.wrap(ingest_module.Writer, "flush", "catalog write + index add")
     clock.wrap(HnswIndex, "add", "index add")
-    clock.wrap(ingest_module._Writer, "save_indexes", "index save")
+    clock.wrap(ingest_module.Writer, "save_indexes", "index save")
     try:
         yield clock
     finally:
@@ -123,8 +120,9 @@ def stage_clock(signatures):
 
 
 def ingest_once(paths_root: list[str], catalog_dir: Path, workers: int, signatures, fresh: bool = True) -> tuple[float, dict]:
+    from searcher.api import ingest
     from searcher.catalog import CatalogLocation
-    from searcher.ingest import IngestOptions, ingest
+    from searcher.ingest import IngestOptions
 
     if fresh and catalog_dir.exists():
         shutil.rmtree(catalog_dir)
@@ -155,7 +153,11 @@ def measure_ingest(sets: dict[str, list[Path]], signatures, quick: bool = False)
         for p in paths:  # page cache
             Path(p).read_bytes()
         shape = _shape(paths[0])
-        entry = {"files": len(paths), "size": f"{shape[1]}x{shape[0]}", "mb_per_file": dir_size(files[0].parent) / len(paths) / 1e6}
+        entry = {
+            "files": len(paths),
+            "size": f"{shape[1]}x{shape[0]}",
+            "mb_per_file": dir_size(files[0].parent) / len(paths) / 1e6,
+        }
         entry["load_before"] = wait_for_quiet()
         for processes in (1, 2):
             for label, fn in FILE_WORK.items():
@@ -178,7 +180,9 @@ def measure_ingest(sets: dict[str, list[Path]], signatures, quick: bool = False)
                     noop.append(len(paths) / wall)
                 entry["no-op rerun files/s"] = median(noop)
         if not quick or name == "s640":
-            entry["breakdown (1 process)"] = ingest_breakdown(root, len(paths), WORK / "catalogs" / f"speed-{name}-bd", signatures)
+            entry["breakdown (1 process)"] = ingest_breakdown(
+                root, len(paths), WORK / "catalogs" / f"speed-{name}-bd", signatures
+            )
         entry["load_after"] = load1()
         out["sets"][name] = entry
     return out
@@ -187,7 +191,9 @@ def measure_ingest(sets: dict[str, list[Path]], signatures, quick: bool = False)
 def _shape(path: str):
     import cv2
 
-    return cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape[0] * 8, cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape[1] * 8
+    return cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape[0] * 8, cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape[
+        1
+    ] * 8
 
 
 # ---------------------------------------------------------------- query latency (in a subprocess: its own peak RSS)
@@ -198,8 +204,7 @@ def query_worker(catalog: str, queries: list[str], repeats: int, top: int = 10) 
     import cv2  # noqa: F401
 
     import searcher.images as images
-    from searcher.catalog import CatalogLocation
-    from searcher.query import Searcher
+    from searcher import Catalog
 
     decode_seconds = [0.0]
     original = images.load_image
@@ -213,7 +218,7 @@ def query_worker(catalog: str, queries: list[str], repeats: int, top: int = 10) 
 
     images.load_image = timed_load
     clock = time.perf_counter()
-    searcher = Searcher(CatalogLocation(Path(catalog)))
+    searcher = Catalog.open(Path(catalog), create=False)
     open_s = time.perf_counter() - clock
     passes = []
     hits = []
@@ -222,7 +227,7 @@ def query_worker(catalog: str, queries: list[str], repeats: int, top: int = 10) 
         for q in queries:
             decode_seconds[0] = 0.0
             clock = time.perf_counter()
-            result = searcher.query(q, top=top)
+            result = searcher.query_result(q, top=top)
             total = time.perf_counter() - clock
             t = result.timings
             rows.append(
@@ -276,7 +281,12 @@ def summarise_latency(worker: dict) -> dict:
         p50 = [percentile([row[stage] for row in rows], 50) * 1000 for rows in worker["passes"]]
         p95 = [percentile([row[stage] for row in rows], 95) * 1000 for rows in worker["passes"]]
         summary[stage] = {"p50_ms": median(p50), "p95_ms": median(p95)}
-    return {"stages": summary, "open_s": worker["open_s"], "peak_rss_mb": worker["peak_rss_mb"], "n_queries": len(worker["passes"][0])}
+    return {
+        "stages": summary,
+        "open_s": worker["open_s"],
+        "peak_rss_mb": worker["peak_rss_mb"],
+        "n_queries": len(worker["passes"][0]),
+    }
 
 
 _CLI = (

@@ -30,10 +30,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from searcher import Catalog
+from searcher.api import ingest
 from searcher.catalog import CatalogLocation
 from searcher.features import DEFAULT_SIGNATURES, parse_signature_list
-from searcher.ingest import IngestOptions, ingest
-from searcher.query import Searcher
+from searcher.ingest import IngestOptions
 from searcher.video import MovingPeopleDetector, Sampling
 
 BENCH = Path(__file__).resolve().parent
@@ -74,7 +75,12 @@ def track(frames: list[np.ndarray]) -> dict[tuple[int, tuple], int]:
     for index, frame in enumerate(frames):
         boxes = detector.update(frame)
         candidates = sorted(
-            ((iou(box, last_box), tid, k) for k, box in enumerate(boxes) for tid, (last_frame, last_box) in active.items() if index - last_frame <= 3),
+            (
+                (iou(box, last_box), tid, k)
+                for k, box in enumerate(boxes)
+                for tid, (last_frame, last_box) in active.items()
+                if index - last_frame <= 3
+            ),
             reverse=True,
         )
         taken_tracks, taken_boxes = set(), set()
@@ -103,11 +109,11 @@ def average_precision(ranked_relevance: list[bool], n_relevant: int) -> float:
     return total / n_relevant if n_relevant else 0.0
 
 
-def frame_retrieval(frames, searcher: Searcher, metrics) -> dict:
+def frame_retrieval(frames, searcher: Catalog, metrics) -> dict:
     rng = random.Random(SEED)
     queries = WORK / "frame_queries"
     queries.mkdir(parents=True, exist_ok=True)
-    found = {m: 0 for m in metrics}
+    found = dict.fromkeys(metrics, 0)
     indices = list(range(5, len(frames), 10))
     for index in indices:
         frame = frames[index]
@@ -117,18 +123,13 @@ def frame_retrieval(frames, searcher: Searcher, metrics) -> dict:
         path = queries / f"q{index:04d}.jpg"
         cv2.imwrite(str(path), altered, [cv2.IMWRITE_JPEG_QUALITY, 30])
         for metric in metrics:
-            hit = searcher.query(str(path), top=1, metric=metric).hits[0]
+            hit = searcher.query_result(str(path), top=1, metric=metric).hits[0]
             found[metric] += hit.frame is not None and hit.box is None and abs(hit.frame - index) <= 2
     return {m: {"recall@1": found[m] / len(indices), "queries": len(indices)} for m in metrics}
 
 
-def reid(frames, searcher: Searcher, labels, metrics) -> dict:
-    from sqlalchemy import select
-
-    from searcher.catalog import ImageRow, new_session
-
-    with new_session(searcher.engine) as session:
-        crops = session.execute(select(ImageRow.id, ImageRow.frame_index, ImageRow.box).where(ImageRow.kind == "crop")).all()
+def reid(frames, searcher: Catalog, labels, metrics) -> dict:
+    crops = searcher.store.crop_rows()
     crop_track = {}
     for image_id, frame_index, box in crops:
         key = (frame_index, tuple(int(v) for v in box.split(",")))
@@ -147,15 +148,21 @@ def reid(frames, searcher: Searcher, labels, metrics) -> dict:
         cv2.imwrite(str(path), frames[frame_index][y : y + h, x : x + w])
         relevant = set(by_track[tid]) - {image_id}
         for metric in metrics:
-            hits = searcher.query(str(path), top=200, metric=metric).hits
+            hits = searcher.query_result(str(path), top=200, metric=metric).hits
             ranked = [h.image_id for h in hits if h.box is not None and h.image_id != image_id]
             flags = [i in relevant for i in ranked]
             results[metric]["ap"].append(average_precision(flags, len(relevant)))
             results[metric]["r1"].append(bool(flags and flags[0]))
     summary = {
-        m: {"mAP": float(np.mean(v["ap"])), "recall@1": float(np.mean(v["r1"])), "queries": len(queries)} for m, v in results.items()
+        m: {"mAP": float(np.mean(v["ap"])), "recall@1": float(np.mean(v["r1"])), "queries": len(queries)}
+        for m, v in results.items()
     }
-    summary["_ground_truth"] = {"crops": len(crops), "labelled": len(crop_track), "tracks": len(by_track), "tracks_with_3+": sum(len(v) >= 3 for v in by_track.values())}
+    summary["_ground_truth"] = {
+        "crops": len(crops),
+        "labelled": len(crop_track),
+        "tracks": len(by_track),
+        "tracks_with_3+": sum(len(v) >= 3 for v in by_track.values()),
+    }
     return summary, by_track, crop_track
 
 
@@ -191,13 +198,16 @@ def main() -> None:
     summary1 = ingest([video_dir], every1, IngestOptions(signatures=signatures, sampling=Sampling(every=1)))
     people = CatalogLocation(WORK / "catalog-people")
     summary5 = ingest([video_dir], people, IngestOptions(signatures=signatures, sampling=Sampling(every=5, people=True)))
-    print(f"ingest --every 1: {summary1.frames} frames; --every 5 --people: {summary5.frames} frames, {summary5.crops} crops", file=sys.stderr)
+    print(
+        f"ingest --every 1: {summary1.frames} frames; --every 5 --people: {summary5.frames} frames, {summary5.crops} crops",
+        file=sys.stderr,
+    )
 
-    with Searcher(every1) as searcher:
+    with Catalog.open(every1, create=False) as searcher:
         metrics = [m for m in METRICS if m in searcher.metrics]
         frames_result = frame_retrieval(frames, searcher, metrics)
     labels = track(frames)
-    with Searcher(people) as searcher:
+    with Catalog.open(people, create=False) as searcher:
         reid_result, by_track, crop_track = reid(frames, searcher, labels, metrics)
     sample_sheet(frames, by_track, crop_track, RESULTS / "video_reid_tracks.png")
 

@@ -1,10 +1,10 @@
-"""Alembic environment: the engine comes from searcher.catalog (config.attributes["engine"]),
+"""Alembic environment: the engine comes from searcher.catalog.engine (config.attributes["engine"]),
 or from sqlalchemy.url when alembic is run by hand (`alembic -c migrations/alembic.ini ...`)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from searcher.catalog import Base
+from searcher.catalog.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -218,9 +218,7 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
     if size is not None:
         megapixels = size[0] * size[1] / 1e6
         if megapixels > max_megapixels:
-            raise ImageError(
-                f"image is {size[0]}x{size[1]} ({megapixels:.0f} MP), above --max-megapixels {max_megapixels:g}"
-            )
+            raise ImageError(f"image is {size[0]}x{size[1]} ({megapixels:.0f} MP), above --max-megapixels {max_megapixels:g}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     flag = _reduced_flag(*size) if (size and is_jpeg) else cv2.IMREAD_COLOR

@@ -6,14 +6,14 @@ index is loaded; index facts come from each index's sidecar JSON and file size.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
-from searcher.catalog import CatalogLocation, ImageRow, SignatureRow, current_revision, get_generation, head_revision, new_session, open_catalog
 from searcher.errors import SearcherError
+
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
 
 
 @dataclass
@@ -70,59 +70,62 @@ def _folder_bytes(directory: str) -> int:
     return total
 
 
-def catalog_info(location: CatalogLocation) -> CatalogInfo:
+def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+    from searcher.catalog.vectors import read_sidecar
+
+    facts = []
+    for name in versions:
+        path = catalog.location.index_path(name)
+        if not path.exists():
+            continue
+        meta = read_sidecar(path)
+        up_to_date = versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation
+        facts.append(
+            IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
+        )
+    return facts
+
+
+def _disk(catalog: Catalog) -> dict[str, int]:
+    """Bytes of the database (a folder catalog's SQLite file with its WAL), the index files, the rest."""
+    location = catalog.location
+    # Closing the pooled connections lets SQLite fold its WAL back into the database file, so the
+    # figures are those of the catalog at rest (the engine reconnects on its next use).
+    catalog.store.dispose()
+    database_bytes = 0
+    if location.is_folder:
+        db = location.db_path
+        database_bytes = sum(
+            os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
+        )
+    index_bytes = sum(p.stat().st_size for p in location.vector_dir.glob("index-*") if p.is_file())
+    total = _folder_bytes(str(location.vector_dir))
+    return {"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total}
+
+
+def catalog_info(catalog: Catalog) -> CatalogInfo:
     """Everything `searcher info` shows, gathered from the database, the sidecars and the file system."""
-    engine = open_catalog(location, create=False)
-    try:
-        schema = current_revision(engine)
-        with new_session(engine) as session:
-            generation = get_generation(session)
-            images = dict(session.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
-            kind_column = getattr(ImageRow, "kind", None)  # recorded by catalogs that hold videos
-            kinds = dict(session.execute(select(kind_column, func.count()).group_by(kind_column)).all()) if kind_column is not None else {}
-            stored = session.execute(
-                select(SignatureRow.extractor, SignatureRow.version, func.count())
-                .group_by(SignatureRow.extractor, SignatureRow.version)
-                .order_by(SignatureRow.extractor, SignatureRow.version)
-            ).all()
-    finally:
-        engine.dispose()
+    from searcher.catalog.engine import head_revision
+
+    store = catalog.store
+    generation = store.generation()
+    images = store.status_counts()
+    stored = store.signature_counts()
     versions = {name: _current_version(name) for name in dict.fromkeys(name for name, _, _ in stored)}
     signatures = [
         SignatureFacts(name, version, count, None if versions[name] is None else version == versions[name])
         for name, version, count in stored
     ]
-    indexes = []
-    for name in versions:
-        path = location.index_path(name)
-        if not path.exists():
-            continue
-        try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-        indexes.append(
-            IndexFacts(
-                name=name,
-                path=str(path),
-                vectors=meta.get("count"),
-                bytes=path.stat().st_size,
-                up_to_date=versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation,
-            )
-        )
-    db = location.db_path
-    database_bytes = sum(os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists())
-    index_bytes = sum(p.stat().st_size for p in location.directory.glob("index-*") if p.is_file())
-    total = _folder_bytes(str(location.directory))
+    location = catalog.location
     return CatalogInfo(
-        catalog=str(location.directory),
-        database=str(db),
-        schema=schema,
+        catalog=location.display,
+        database=str(location.db_path) if location.is_folder else location.display,
+        schema=store.schema_revision(),
         schema_head=head_revision(),
         generation=generation,
         images={"ok": images.get("ok", 0), "failed": images.get("failed", 0)},
-        kinds=kinds,
+        kinds=store.kind_counts(),
         signatures=signatures,
-        indexes=indexes,
-        disk={"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total},
+        indexes=_index_facts(catalog, versions, generation),
+        disk=_disk(catalog),
     )

@@ -1,4 +1,7 @@
-"""Which copy of a duplicate group to keep: the rules behind `dups --keep` and `--reference`.
+"""Duplicate groups and which copy of each to keep: the rules behind `dups --keep` and `--reference`.
+
+Group id: "g" + the first 12 hex digits of the smallest sha256 among the members. It stays the same
+across runs, renames and moves for as long as that member stays in the group.
 
 Rules (each ends with the path in sort order, so the choice is deterministic):
 - largest:       most pixels, then largest file, then oldest.
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol, Sequence
 
@@ -54,6 +57,67 @@ _IJG_LUMA = np.array(
      49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
     dtype=np.float64,
 )  # fmt: skip
+
+
+@dataclass
+class Member:
+    image_id: int
+    path: str
+    sha256: str
+    width: int
+    height: int
+    size: int
+    mtime_ns: int
+    score: float = 0.0  # best score of this member's linked pairs
+
+
+@dataclass
+class Group:
+    id: str
+    keep: Member
+    keep_reason: str
+    members: list[Member]  # the kept copy first, then by score
+    protected: set[str] = field(default_factory=set)  # paths under a --reference folder: never moved
+
+
+def keep_key(member: Member) -> tuple:
+    """Sort key of the copy to keep: largest resolution, then largest file, then oldest, then path."""
+    return (-(member.width or 0) * (member.height or 0), -member.size, member.mtime_ns, member.path)
+
+
+def choose_keep(members: list[Member]) -> tuple[Member, str]:
+    """The copy to keep and why, in words."""
+    ordered = sorted(members, key=keep_key)
+    keep, runner_up = ordered[0], ordered[1]
+    pixels = lambda m: (m.width or 0) * (m.height or 0)  # noqa: E731
+    if pixels(keep) != pixels(runner_up):
+        reason = f"largest resolution ({keep.width}x{keep.height}; next {runner_up.width}x{runner_up.height})"
+    elif keep.size != runner_up.size:
+        reason = f"same resolution, largest file ({keep.size} bytes; next {runner_up.size})"
+    elif keep.mtime_ns != runner_up.mtime_ns:
+        when = datetime.fromtimestamp(keep.mtime_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        reason = f"same resolution and file size, oldest (modified {when})"
+    else:
+        reason = "same resolution, file size and age: first path in sort order"
+    return keep, reason
+
+
+def group_id(members: list[Member]) -> str:
+    """'g' + 12 hex digits of the smallest sha256 among the members (stable while that member stays)."""
+    hashes = [m.sha256 for m in members if m.sha256]
+    if hashes:
+        return "g" + min(hashes)[:12]
+    return f"id{min(m.image_id for m in members)}"
+
+
+def make_group(group_members: list[Member]) -> Group:
+    keep, reason = choose_keep(group_members)
+    others = sorted((m for m in group_members if m is not keep), key=lambda m: (-m.score, m.path))
+    return Group(id=group_id(group_members), keep=keep, keep_reason=reason, members=[keep, *others])
+
+
+def sorted_groups(groups: list[Group]) -> list[Group]:
+    return sorted(groups, key=lambda g: (-len(g.members), g.id))
 
 
 class Candidate(Protocol):
@@ -211,7 +275,9 @@ def choose_original(members: Sequence[Candidate]) -> tuple[int, str]:
     fakes = [k for k, j in upscaled_from.items() if k != keep]
     if fakes:
         k = max(fakes, key=lambda k: _pixels(members[k]))
-        parts.append(f"{os.path.basename(members[k].path)} ({_size_text(members[k])}) looks upscaled from {_size_text(members[upscaled_from[k]])}")
+        parts.append(
+            f"{os.path.basename(members[k].path)} ({_size_text(members[k])}) looks upscaled from {_size_text(members[upscaled_from[k]])}"
+        )
     if len(ranked) > 1:
         runner = ranked[1]
         qk, qr = facts[keep].quality, facts[runner].quality
@@ -240,14 +306,19 @@ def choose(members: Sequence[Candidate], rule: str = DEFAULT_RULE) -> tuple[int,
     if rule == "original":
         return choose_original(members)
     if rule == "largest":
-        k = min(range(len(members)), key=lambda k: (-_pixels(members[k]), -members[k].size, members[k].mtime_ns, members[k].path))
-        return k, f"largest ({_size_text(members[k])}, {members[k].size} bytes)"
+        kept, reason = choose_keep(list(members))
+        return next(k for k, m in enumerate(members) if m is kept), reason
     if rule in ("oldest", "newest"):
         facts = [read_facts(m.path) for m in members]
         sign = 1 if rule == "oldest" else -1
         k = min(
             range(len(members)),
-            key=lambda k: (not facts[k].readable, sign * _age(members[k], facts[k]), len(os.path.basename(members[k].path)), members[k].path),
+            key=lambda k: (
+                not facts[k].readable,
+                sign * _age(members[k], facts[k]),
+                len(os.path.basename(members[k].path)),
+                members[k].path,
+            ),
         )
         source = "captured" if facts[k].captured else "modified"
         return k, f"{rule} ({source} {_when(_age(members[k], facts[k]))})"

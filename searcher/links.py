@@ -112,7 +112,9 @@ def link_one(plan: LinkPlan, kind: str) -> None:
         raise
 
 
-def link_duplicates(plans: list[LinkPlan], kind: str, log_path: str, catalog: str | None, warn=None, on_linked=None) -> LinkOutcome:
+def link_duplicates(
+    plans: list[LinkPlan], kind: str, log_path: str, catalog: str | None, warn=None, on_linked=None
+) -> LinkOutcome:
     """Carry out planned links, each logged (and flushed) first; `on_linked(plan)` follows each."""
     warn = warn or (lambda message: None)
     outcome = LinkOutcome()
@@ -134,7 +136,9 @@ def link_duplicates(plans: list[LinkPlan], kind: str, log_path: str, catalog: st
                 try:
                     link_one(plan, kind)
                 except OSError as e:
-                    reason = f"cannot link: {e.strerror or e}" + (" (another file system: try --link sym)" if kind == "hard" else "")
+                    reason = f"cannot link: {e.strerror or e}" + (
+                        " (another file system: try --link sym)" if kind == "hard" else ""
+                    )
             if reason is not None:
                 outcome.skipped.append((plan, reason))
                 warn(f"not linked: {plan.path}: {reason}")

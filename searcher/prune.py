@@ -14,10 +14,12 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
 
-from searcher.catalog import CatalogLocation, ImageRow, new_session, open_catalog
+_UNREACHABLE = (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE)
 
 
 @dataclass
@@ -36,19 +38,15 @@ def file_state(path: str) -> str:
     except NotADirectoryError:
         return "gone"  # a folder on the way became a file
     except OSError as e:
-        return "unreachable" if e.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTCONN, errno.ESTALE) else "gone"
+        return "unreachable" if e.errno in _UNREACHABLE else "gone"
     folder = os.path.dirname(path)
     if os.path.isdir(folder):
         return "gone" if _listable(folder) else "unreachable"
-    while folder and not os.path.isdir(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    if not _listable(folder):
-        return "unreachable"
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
     try:
-        return "gone" if any(True for _ in os.scandir(folder)) else "unreachable"
+        with os.scandir(folder) as entries:
+            return "gone" if any(True for _ in entries) else "unreachable"
     except OSError:
         return "unreachable"
 
@@ -61,42 +59,28 @@ def _listable(folder: str) -> bool:
         return False
 
 
-def missing_rows(engine, paths: list[str] | None = None) -> tuple[list, list[str]]:
-    """(rows of files that are gone, paths kept as unreachable) among the catalog's files
-    (top-level rows; video frames go with their video). `paths`: only rows with these paths."""
-    with new_session(engine) as session:
-        query = select(ImageRow.id, ImageRow.path, ImageRow.kind).where(ImageRow.parent_id.is_(None))
-        rows = session.execute(query).all()
-    wanted = set(paths) if paths is not None else None
-    gone, unreachable = [], []
-    for row in rows:
-        if not os.path.isabs(row.path) or (wanted is not None and row.path not in wanted):
+def prune(catalog: Catalog) -> PruneResult:
+    """Remove the rows (signatures, video frames, index entries) of every catalog file gone from disk."""
+    from searcher.ingest import Reporter
+    from searcher.ingest_apply import remove_rows
+
+    gone, result = [], PruneResult()
+    for row in catalog.store.file_rows():
+        if not os.path.isabs(row.path):
             continue
         state = file_state(row.path)
         if state == "gone":
             gone.append(row)
+            result.removed.append(row.path)
         elif state == "unreachable":
-            unreachable.append(row.path)
-    return gone, unreachable
-
-
-def prune(location: CatalogLocation, warn=None) -> PruneResult:
-    """Remove the rows (signatures, video frames, index entries) of every catalog file gone from disk."""
-    from searcher.ingest import remove_rows
-
-    warn = warn or (lambda message: None)
-    engine = open_catalog(location, create=False)
-    try:
-        gone, unreachable = missing_rows(engine)
-        result = PruneResult(removed=[r.path for r in gone], unreachable=unreachable)
-        if gone:
-            remove_rows(engine, location, gone, warn)
-    finally:
-        engine.dispose()
-    if unreachable:
-        example = unreachable[0]
-        warn(
-            f"{len(unreachable)} file(s) kept: their folder cannot be read or looks unmounted (e.g. {example}); "
-            "run again when it is back, or ingest that folder"
+            result.unreachable.append(row.path)
+    if gone:
+        reporter = Reporter()
+        reporter.warn = catalog.warn
+        remove_rows(catalog, gone, reporter)
+    if result.unreachable:
+        catalog.warn(
+            f"{len(result.unreachable)} file(s) kept: their folder cannot be read or looks unmounted "
+            f"(e.g. {result.unreachable[0]}); run again when it is back, or ingest that folder"
         )
     return result

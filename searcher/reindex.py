@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import TYPE_CHECKING
 
-from searcher.catalog import CatalogLocation, SignatureRow, get_generation, new_session, open_catalog
 from searcher.features import build_extractor
-from searcher.index import build_from_catalog
+
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
 
 
-def rebuild_indexes(location: CatalogLocation) -> dict[str, int]:
+def rebuild_indexes(catalog: Catalog) -> dict[str, int]:
     """Rebuild and save the index of every indexed signature present; returns vectors per index."""
-    engine = open_catalog(location, create=False)
-    try:
-        with new_session(engine) as session:
-            generation = get_generation(session)
-            names = session.scalars(select(SignatureRow.extractor).distinct()).all()
-        counts = {}
-        for name in sorted(names):
-            extractor = build_extractor(name)
-            if extractor.indexed:
-                index = build_from_catalog(engine, extractor, location.index_path(name))
-                index.save(generation)
-                counts[name] = len(index)
-        return counts
-    finally:
-        engine.dispose()
+    generation = catalog.generation
+    counts = {}
+    for name in catalog.store.signature_names():
+        extractor = build_extractor(name)
+        if extractor.indexed:
+            index = catalog.rebuild_index(extractor)
+            index.save(generation)
+            counts[name] = len(index)
+    catalog.changed()
+    return counts

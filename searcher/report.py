@@ -70,7 +70,11 @@ def _hit_picture(hit) -> str:
     from searcher.video import read_frame
 
     bgr = read_frame(hit.path, hit.frame, hit.box)
-    ok, data = cv2.imencode(".jpg", images.fit_to_work_size(bgr, THUMB_SIDE), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]) if bgr is not None else (False, None)
+    ok, data = (
+        cv2.imencode(".jpg", images.fit_to_work_size(bgr, THUMB_SIDE), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if bgr is not None
+        else (False, None)
+    )
     if not ok:
         return '<div class="missing">cannot read this frame of the video</div>'
     where = f"frame {hit.frame}"
@@ -101,9 +105,9 @@ def _score(name: str, value: float) -> str:
 def _page(title: str, summary: str, body: list[str]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1><div class=\"summary\">{summary} &middot; written {stamp}</div>\n"
+        f'<h1>{html.escape(title)}</h1><div class="summary">{summary} &middot; written {stamp}</div>\n'
         + "\n".join(body)
         + "\n</body></html>\n"
     )
@@ -120,7 +124,7 @@ def _write(path: str | os.PathLike, text: str) -> None:
 def write_dups_html(result, path: str | os.PathLike, max_groups: int = MAX_GROUPS, max_members: int = MAX_MEMBERS) -> int:
     """The groups of a searcher.dups.DupsResult side by side, kept copy first; returns the groups written.
     At most `max_groups` groups (the largest first, as dups orders them) and `max_members` thumbnails per group."""
-    from searcher.compare import PAIR_RULE
+    from searcher.scoring import PAIR_RULE
 
     shown = result.groups[:max_groups]
     body = []

@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from searcher.errors import SearcherError, UsageError
 from searcher.features import autoencoder as ae
+from searcher.features.ae_numpy import MEAN, STD
 from searcher.images import is_image_path, load_image
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -39,8 +40,22 @@ POOL_SIZE = 256  # long side of the in-memory copy of each source
 CHECKPOINT_FORMAT = 1
 
 _WORDS = (
-    "SAMPLE", "copyright", "2024", "holiday", "news", "HELLO", "photo by", "@user", "draft",
-    "wow", "best day", "FOR SALE", "lorem ipsum", "#nofilter", "CONFIDENTIAL", "sunset",
+    "SAMPLE",
+    "copyright",
+    "2024",
+    "holiday",
+    "news",
+    "HELLO",
+    "photo by",
+    "@user",
+    "draft",
+    "wow",
+    "best day",
+    "FOR SALE",
+    "lorem ipsum",
+    "#nofilter",
+    "CONFIDENTIAL",
+    "sunset",
 )
 
 
@@ -110,7 +125,9 @@ def _video_frames(path: Path, stride: int) -> list[np.ndarray]:
     return frames
 
 
-def collect_sources(paths: Sequence[str | os.PathLike], video_stride: int = VIDEO_STRIDE, warn: Callable[[str], None] | None = None) -> list[Source]:
+def collect_sources(
+    paths: Sequence[str | os.PathLike], video_stride: int = VIDEO_STRIDE, warn: Callable[[str], None] | None = None
+) -> list[Source]:
     """Every image under `paths` and every `video_stride`-th frame of every video, in a stable order."""
     files: list[Path] = []
     for p in paths:
@@ -255,8 +272,8 @@ def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = cv2.warpAffine(np.ascontiguousarray(out), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
     if rng.random() < 0.2:  # frame / border
         c = tuple(int(v) for v in (rng.integers(0, 256, size=3) if rng.random() < 0.5 else [rng.integers(0, 256)] * 3))
-        t, b, l, r = (int(rng.uniform(0.02, 0.15) * s) for s in (h, h, w, w))
-        out = cv2.copyMakeBorder(np.ascontiguousarray(out), t, b, l, r, cv2.BORDER_CONSTANT, value=c)
+        top, bottom, left, right = (int(rng.uniform(0.02, 0.15) * s) for s in (h, h, w, w))
+        out = cv2.copyMakeBorder(np.ascontiguousarray(out), top, bottom, left, right, cv2.BORDER_CONSTANT, value=c)
     out = np.ascontiguousarray(out)
     if rng.random() < 0.8:
         out = _colour_jitter(out, rng)
@@ -291,7 +308,7 @@ def make_batch(sources: Sequence[Source], n: int, rng: np.random.Generator, size
     boxes = np.empty((n, 4), np.float32)
     for i, k in enumerate(picks):
         base, box = random_base(sources[k], rng)
-        clean[i] = ae.preprocess(base, size) * ae._STD + ae._MEAN
+        clean[i] = ae.preprocess(base, size) * STD + MEAN
         v1[i] = ae.preprocess(augment(base, rng), size)
         v2[i] = ae.preprocess(augment(base, rng), size)
         groups[i] = sources[k].group
@@ -355,6 +372,172 @@ def _progress(enabled: bool):
     )
 
 
+@dataclass
+class _Run:
+    """The state of one training run: model, optimiser, the epochs done and their losses."""
+
+    config: TrainConfig
+    model: Any
+    optimiser: Any
+    steps_per_epoch: int
+    ckpt_path: Path
+    data_id: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+    spent: float = 0.0  # training seconds of the epochs already done (kept in the checkpoint, not in the weights)
+    started: float = 0.0
+
+    def lr_at(self, epoch: int, step: int) -> float:
+        """Cosine schedule over the whole run after a one-epoch linear warm-up."""
+        config, steps = self.config, self.steps_per_epoch
+        t = (epoch * steps + step) / (config.epochs * steps)
+        warm = min(1.0, (epoch * steps + step + 1) / max(1, steps))
+        return config.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def _check(config: TrainConfig) -> None:
+    if config.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    if config.latent_dim < 2:
+        raise UsageError("--latent-dim must be at least 2")
+
+
+def _fresh_model(config: TrainConfig):
+    """(model, optimiser), seeded: the same config gives the same initial weights."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    model = ae.build_model(config.latent_dim, config.input_size, config.channels)
+    return model, torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _resume(run: _Run, warn: Callable[[str], None]) -> None:
+    """Continue from the checkpoint when it was made by this very run (options, images, architecture)."""
+    import torch
+
+    path, config = run.ckpt_path, run.config
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        warn(f"ignoring unreadable checkpoint {path}: {e}")
+        return
+    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("config") != config.key() or ckpt.get("arch") != ae.ARCH:
+        warn(f"checkpoint {path} was made with other options: starting afresh")
+    elif ckpt.get("data", run.data_id) != run.data_id:
+        warn(f"checkpoint {path} was made from other training images: starting afresh")
+    elif int(ckpt.get("epoch", 0)) > config.epochs:
+        warn(f"checkpoint {path} is already past {config.epochs} epochs: starting afresh")
+    else:
+        try:
+            run.model.load_state_dict(ckpt["model"])
+            run.optimiser.load_state_dict(ckpt["optimiser"])
+            run.start_epoch = int(ckpt["epoch"])
+            run.history = list(ckpt["history"])
+            run.spent = float(ckpt.get("seconds", 0.0))
+        except (KeyError, RuntimeError, ValueError) as e:
+            warn(f"checkpoint {path} does not fit this model ({str(e).splitlines()[0]}): starting afresh")
+            run.model, run.optimiser = _fresh_model(config)
+            run.start_epoch, run.history = 0, []
+
+
+def _train_step(run: _Run, sources: Sequence[Source], rng: np.random.Generator, lr: float) -> dict[str, float]:
+    """One batch: denoising reconstruction loss plus, when weighted, the contrastive loss of the two views."""
+    import torch
+
+    config = run.config
+    for group in run.optimiser.param_groups:
+        group["lr"] = lr
+    clean, v1, v2, groups, boxes = make_batch(sources, config.batch_size, rng, config.input_size)
+    x = torch.from_numpy(np.concatenate([v1, v2]))
+    target = torch.from_numpy(np.concatenate([clean, clean]))
+    z, recon = run.model(x)
+    recon_loss = torch.nn.functional.mse_loss(recon, target)
+    loss = recon_loss
+    c_loss = torch.zeros(())
+    if config.contrastive_weight > 0:
+        n = config.batch_size
+        exclude = _negative_mask(groups, boxes, config.overlap_iou)
+        c_loss = nt_xent(z[:n], z[n:], config.temperature, exclude)
+        loss = recon_loss + config.contrastive_weight * c_loss
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    return {"loss": float(loss.detach()), "recon": float(recon_loss.detach()), "contrastive": float(c_loss.detach())}
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> None:
+    import torch
+
+    tmp = run.ckpt_path.with_name(run.ckpt_path.name + ".tmp")
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": ae.ARCH,
+        "config": run.config.key(),
+        "epoch": epoch + 1,
+        "data": run.data_id,
+        "model": run.model.state_dict(),
+        "optimiser": run.optimiser.state_dict(),
+        "history": run.history,
+        "seconds": run.spent + time.perf_counter() - run.started,
+    }
+    torch.save(state, tmp)
+    os.replace(tmp, run.ckpt_path)
+
+
+def _train_epochs(run: _Run, sources: Sequence[Source], last: int, progress: bool) -> None:
+    """Epochs start_epoch..last-1, each seeded by (seed, epoch) and checkpointed at its end."""
+    import torch
+
+    config, steps = run.config, run.steps_per_epoch
+    with _progress(progress) as bar:
+        task = bar.add_task("training", total=config.epochs * steps, loss=float("nan"))
+        bar.update(task, completed=run.start_epoch * steps)
+        for epoch in range(run.start_epoch, last):
+            rng = np.random.default_rng([config.seed, epoch])
+            torch.manual_seed(config.seed * 100_003 + epoch)
+            run.model.train()
+            sums = {"loss": 0.0, "recon": 0.0, "contrastive": 0.0}
+            for step in range(steps):
+                losses = _train_step(run, sources, rng, run.lr_at(epoch, step))
+                for key, value in losses.items():
+                    sums[key] += value
+                bar.update(task, advance=1, loss=losses["loss"], description=f"epoch {epoch + 1}/{config.epochs}")
+            run.history.append({k: round(v / steps, 6) for k, v in sums.items()})
+            _save_checkpoint(run, epoch)
+
+
+def _finish(run: _Run, out: Path, sources: Sequence[Source], warnings: list[str]) -> dict[str, Any]:
+    """Write the weights with their training record; the record plus where things are."""
+    config = run.config
+    run.model.eval()
+    done = len(run.history)
+    final = run.history[-1] if run.history else {}
+    meta = {
+        "config": config.key() | {"epochs": config.epochs},
+        "final_loss": final.get("loss"),
+        "final_recon_mse": final.get("recon"),
+        "final_contrastive": final.get("contrastive"),
+        "history": run.history,
+        "sources": len(sources),
+        "source_groups": len({s.group for s in sources}),
+    }
+    if done < config.epochs:  # an interrupted run (stop_after): weights of the epochs done so far
+        meta["epochs_done"] = done
+    ae.save_weights(run.model, out, meta=meta)
+    return meta | {
+        "out": str(out),
+        "checkpoint": str(run.ckpt_path),
+        "epochs": config.epochs,
+        "epochs_done": done,
+        "resumed_from_epoch": run.start_epoch,
+        "latent_dim": config.latent_dim,
+        "input_size": config.input_size,
+        "seconds": round(run.spent + time.perf_counter() - run.started, 1),
+        "version": ae.weights_version(out),
+        "warnings": warnings,
+    }
+
+
 def train_with_config(
     paths: Sequence[str | os.PathLike],
     out: Path,
@@ -371,10 +554,7 @@ def train_with_config(
     as one uninterrupted run). Resuming with a larger config.epochs also works, but then the learning
     rate schedule is stretched from there on, so the weights differ from a straight run.
     """
-    import torch
-
     out = Path(out)
-    ckpt_path = out.with_suffix(".ckpt")
     out.parent.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
 
@@ -382,135 +562,21 @@ def train_with_config(
         warnings.append(msg)
         print(f"warning: {msg}", file=sys.stderr)
 
-    if config.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
-    if config.latent_dim < 2:
-        raise UsageError("--latent-dim must be at least 2")
+    _check(config)
     if sources is None:
         sources = collect_sources(paths, config.video_stride, warn)
     if len(sources) < 2:
         raise UsageError("training needs at least two images (found %d)" % len(sources))
-    n_groups = len({s.group for s in sources})
-    data_id = _data_fingerprint(sources)
-
     ae.apply_thread_setting()
-    torch.manual_seed(config.seed)
-    model = ae.build_model(config.latent_dim, config.input_size, config.channels)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, config.samples_per_epoch // config.batch_size)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    spent = 0.0  # training seconds of the epochs already done (kept in the checkpoint, not in the weights)
-
-    if resume and ckpt_path.is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            warn(f"ignoring unreadable checkpoint {ckpt_path}: {e}")
-            ckpt = None
-        if ckpt is not None:
-            if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("config") != config.key() or ckpt.get("arch") != ae.ARCH:
-                warn(f"checkpoint {ckpt_path} was made with other options: starting afresh")
-            elif ckpt.get("data", data_id) != data_id:
-                warn(f"checkpoint {ckpt_path} was made from other training images: starting afresh")
-            elif int(ckpt.get("epoch", 0)) > config.epochs:
-                warn(f"checkpoint {ckpt_path} is already past {config.epochs} epochs: starting afresh")
-            else:
-                try:
-                    model.load_state_dict(ckpt["model"])
-                    optimiser.load_state_dict(ckpt["optimiser"])
-                    start_epoch = int(ckpt["epoch"])
-                    history = list(ckpt["history"])
-                    spent = float(ckpt.get("seconds", 0.0))
-                except (KeyError, RuntimeError, ValueError) as e:
-                    warn(f"checkpoint {ckpt_path} does not fit this model ({str(e).splitlines()[0]}): starting afresh")
-                    torch.manual_seed(config.seed)
-                    model = ae.build_model(config.latent_dim, config.input_size, config.channels)
-                    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-                    start_epoch, history = 0, []
-
-    def lr_at(epoch: int, step: int) -> float:
-        t = (epoch * steps_per_epoch + step) / (config.epochs * steps_per_epoch)
-        warm = min(1.0, (epoch * steps_per_epoch + step + 1) / max(1, steps_per_epoch))  # one warm-up epoch
-        return config.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-    started = time.perf_counter()
-    with _progress(progress) as bar:
-        task = bar.add_task("training", total=config.epochs * steps_per_epoch, loss=float("nan"))
-        bar.update(task, completed=start_epoch * steps_per_epoch)
-        last = config.epochs if stop_after is None else min(config.epochs, start_epoch + max(0, int(stop_after)))
-        for epoch in range(start_epoch, last):
-            rng = np.random.default_rng([config.seed, epoch])
-            torch.manual_seed(config.seed * 100_003 + epoch)
-            model.train()
-            sums = {"loss": 0.0, "recon": 0.0, "contrastive": 0.0}
-            for step in range(steps_per_epoch):
-                for group in optimiser.param_groups:
-                    group["lr"] = lr_at(epoch, step)
-                clean, v1, v2, groups, boxes = make_batch(sources, config.batch_size, rng, config.input_size)
-                x = torch.from_numpy(np.concatenate([v1, v2]))
-                target = torch.from_numpy(np.concatenate([clean, clean]))
-                z, recon = model(x)
-                recon_loss = torch.nn.functional.mse_loss(recon, target)
-                loss = recon_loss
-                c_loss = torch.zeros(())
-                if config.contrastive_weight > 0:
-                    n = config.batch_size
-                    exclude = _negative_mask(groups, boxes, config.overlap_iou)
-                    c_loss = nt_xent(z[:n], z[n:], config.temperature, exclude)
-                    loss = recon_loss + config.contrastive_weight * c_loss
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                sums["loss"] += float(loss.detach())
-                sums["recon"] += float(recon_loss.detach())
-                sums["contrastive"] += float(c_loss.detach())
-                bar.update(task, advance=1, loss=float(loss.detach()), description=f"epoch {epoch + 1}/{config.epochs}")
-            history.append({k: round(v / steps_per_epoch, 6) for k, v in sums.items()})
-            tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
-            torch.save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "arch": ae.ARCH,
-                    "config": config.key(),
-                    "epoch": epoch + 1,
-                    "data": data_id,
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "history": history,
-                    "seconds": spent + time.perf_counter() - started,
-                },
-                tmp,
-            )
-            os.replace(tmp, ckpt_path)
-
-    model.eval()
-    done = len(history)
-    final = history[-1] if history else {}
-    meta = {
-        "config": config.key() | {"epochs": config.epochs},
-        "final_loss": final.get("loss"),
-        "final_recon_mse": final.get("recon"),
-        "final_contrastive": final.get("contrastive"),
-        "history": history,
-        "sources": len(sources),
-        "source_groups": n_groups,
-    }
-    if done < config.epochs:  # an interrupted run (stop_after): weights of the epochs done so far
-        meta["epochs_done"] = done
-    ae.save_weights(model, out, meta=meta)
-    return meta | {
-        "out": str(out),
-        "checkpoint": str(ckpt_path),
-        "epochs": config.epochs,
-        "epochs_done": done,
-        "resumed_from_epoch": start_epoch,
-        "latent_dim": config.latent_dim,
-        "input_size": config.input_size,
-        "seconds": round(spent + time.perf_counter() - started, 1),
-        "version": ae.weights_version(out),
-        "warnings": warnings,
-    }
+    model, optimiser = _fresh_model(config)
+    steps = max(1, config.samples_per_epoch // config.batch_size)
+    run = _Run(config, model, optimiser, steps, out.with_suffix(".ckpt"), _data_fingerprint(sources))
+    if resume and run.ckpt_path.is_file():
+        _resume(run, warn)
+    run.started = time.perf_counter()
+    last = config.epochs if stop_after is None else min(config.epochs, run.start_epoch + max(0, int(stop_after)))
+    _train_epochs(run, sources, last, progress)
+    return _finish(run, out, sources, warnings)
 
 
 def train_autoencoder(

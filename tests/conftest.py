@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from searcher.api import ingest
 from searcher.catalog import CatalogLocation
-from searcher.ingest import IngestOptions, ingest
+from searcher.ingest import IngestOptions
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 PHOTOS = sorted((SAMPLE / "photos").glob("*.jpg"))

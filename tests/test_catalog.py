@@ -5,12 +5,12 @@ import sqlite3
 import pytest
 from sqlalchemy import inspect
 
-from searcher.catalog import current_revision, head_revision, open_catalog
+from searcher.catalog.engine import current_revision, head_revision, open_engine
 from searcher.errors import CatalogError
 
 
 def test_new_catalog_is_migrated_to_head(location):
-    engine = open_catalog(location)
+    engine = open_engine(location)
     assert current_revision(engine) == head_revision()
     assert {"images", "signatures", "catalog_state"} <= set(inspect(engine).get_table_names())
     with engine.connect() as c:
@@ -21,22 +21,22 @@ def test_new_catalog_is_migrated_to_head(location):
 def test_catalog_without_schema_is_upgraded(location):
     location.directory.mkdir(parents=True)
     sqlite3.connect(location.db_path).close()  # an empty database file, as an interrupted first run leaves it
-    engine = open_catalog(location)
+    engine = open_engine(location)
     assert current_revision(engine) == head_revision()
     engine.dispose()
 
 
 def test_catalog_from_a_newer_searcher_is_refused(location):
-    open_catalog(location).dispose()
+    open_engine(location).dispose()
     with sqlite3.connect(location.db_path) as db:
         db.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
     with pytest.raises(CatalogError, match="newer searcher"):
-        open_catalog(location)
+        open_engine(location)
 
 
 def test_query_side_does_not_create_a_catalog(location):
     with pytest.raises(CatalogError, match="no catalog at"):
-        open_catalog(location, create=False)
+        open_engine(location, create=False)
     assert not location.directory.exists()
 
 
@@ -44,13 +44,13 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(location):
     location.directory.mkdir(parents=True)
     location.db_path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CatalogError, match="cannot open catalog"):
-        open_catalog(location)
+        open_engine(location)
 
 
 def test_catalog_from_an_older_version_is_upgraded_keeping_its_rows(location):
     from alembic import command
 
-    from searcher.catalog import _alembic_config, make_engine
+    from searcher.catalog.engine import _alembic_config, make_engine
 
     location.directory.mkdir(parents=True)
     engine = make_engine(location.url)
@@ -61,7 +61,7 @@ def test_catalog_from_an_older_version_is_upgraded_keeping_its_rows(location):
         )
         c.exec_driver_sql("INSERT INTO signatures VALUES (1, 'hist', '1', x'00')")
     engine.dispose()
-    engine = open_catalog(location)
+    engine = open_engine(location)
     assert current_revision(engine) == head_revision()
     with engine.connect() as c:
         assert c.exec_driver_sql("SELECT path, kind, parent_id FROM images").one() == ("/a.jpg", "image", None)

@@ -11,17 +11,16 @@ import struct
 import subprocess
 import sys
 import termios
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from searcher.api import ingest, query_paths
 from searcher.catalog import CatalogLocation
 from searcher.cli import app
-from searcher.cli_output import format_query, shorten
+from searcher.cli.output import format_query, shorten
 from searcher.errors import UsageError
-from searcher.ingest import IngestOptions, ingest
-from searcher.query import query_paths
+from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS
 
@@ -109,8 +108,22 @@ def test_wide_columns_and_paths_formats(deep_catalog):
     root, folder, location = deep_catalog
     query = sorted(folder.glob("*.jpg"))[2]
     wide = cli("query", query, "--catalog", location.directory, "--format", "wide", "--top", "3").stdout.splitlines()
-    assert wide[1].split() == ["rank", "score", "verdict", "fused", "hist", "mse", "orb_inliers", "orb_matches", "hist_bhattacharyya_distance", "mse_distance", "path"]
-    picked = cli("query", query, "--catalog", location.directory, "--columns", "mse,orb_inliers", "--top", "3").stdout.splitlines()
+    assert wide[1].split() == [
+        "rank",
+        "score",
+        "verdict",
+        "fused",
+        "hist",
+        "mse",
+        "orb_inliers",
+        "orb_matches",
+        "hist_bhattacharyya_distance",
+        "mse_distance",
+        "path",
+    ]
+    picked = cli(
+        "query", query, "--catalog", location.directory, "--columns", "mse,orb_inliers", "--top", "3"
+    ).stdout.splitlines()
     assert picked[1].split() == ["rank", "score", "verdict", "mse", "orb_inliers", "path"]
     paths = cli("query", query, folder, "--catalog", location.directory, "--format", "paths", "--top", "2").stdout.splitlines()
     assert len(paths) == 2 * 9 and all(os.path.isabs(p) and os.path.isfile(p) for p in paths)
@@ -133,7 +146,9 @@ def test_every_score_is_higher_for_more_similar_and_distances_say_so(deep_catalo
 def test_metric_orb_keeps_score_a_similarity(deep_catalog):
     root, folder, location = deep_catalog
     query = sorted(folder.glob("*.jpg"))[4]
-    results = json.loads(cli("query", query, "--catalog", location.directory, "--metric", "orb", "--format", "jsonl", "--top", "5").stdout)["results"]
+    results = json.loads(
+        cli("query", query, "--catalog", location.directory, "--metric", "orb", "--format", "jsonl", "--top", "5").stdout
+    )["results"]
     assert all(0.0 <= r["score"] <= 1.0 for r in results)
     assert results[0]["score"] == 1.0 and results[0]["scores"]["orb_inliers"] > 32
     inliers = [r["scores"]["orb_inliers"] for r in results]
@@ -185,7 +200,7 @@ def test_query_exits_1_when_any_file_failed_but_prints_the_others(deep_catalog, 
 
 
 def test_weights_option_loads_a_trained_weights_file(tmp_path, deep_catalog):
-    from searcher.features.autoencoder import WEIGHTS_ENV, default_weights_path
+    from searcher.features.ae_weights import WEIGHTS_ENV, default_weights_path
 
     root, folder, location = deep_catalog
     mine = tmp_path / "my-ae.pt"
@@ -195,7 +210,20 @@ def test_weights_option_loads_a_trained_weights_file(tmp_path, deep_catalog):
         result = cli("ingest", folder, "--catalog", catalog, "--signatures", "ae", "--weights", mine)
         assert result.exit_code == 0, result.output
         assert os.environ[WEIGHTS_ENV] == str(mine)
-        query = cli("query", sorted(folder.glob("*.jpg"))[0], "--catalog", catalog, "--metric", "ae", "--weights", mine, "--format", "paths", "--top", "1")
+        query = cli(
+            "query",
+            sorted(folder.glob("*.jpg"))[0],
+            "--catalog",
+            catalog,
+            "--metric",
+            "ae",
+            "--weights",
+            mine,
+            "--format",
+            "paths",
+            "--top",
+            "1",
+        )
         assert query.stdout.strip() == str(sorted(folder.glob("*.jpg"))[0])
         with pytest.raises(UsageError, match="no such weights file"):
             cli("query", folder, "--catalog", catalog, "--weights", tmp_path / "nope.pt")

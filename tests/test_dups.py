@@ -10,16 +10,18 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from searcher.api import duplicates as find_duplicates
+from searcher.api import ingest, move_duplicates
+from searcher.api import undo as undo_moves
 from searcher.catalog import CatalogLocation
 from searcher.cli import app
-from searcher.compare import pair_score
-from searcher.dups import Member, choose_keep, find_duplicates, group_id, move_duplicates, pair_scores, plan_moves, read_log, undo_moves
 from searcher.errors import UsageError
-from searcher.ingest import IngestOptions, ingest
+from searcher.ingest import IngestOptions
+from searcher.keep import Member, choose_keep, group_id
+from searcher.moves import plan_moves, read_log
 
 from conftest import SAMPLE
 
@@ -184,7 +186,7 @@ def library(tmp_path):
     """A writable folder: three originals with their copies, and two distinct photos, ingested."""
     root = tmp_path / "lib"
     groups = list(manifest_groups(SAMPLE).items())[:3]
-    for original, members in groups:
+    for _original, members in groups:
         for path in members:
             target = root / Path(path).relative_to(SAMPLE)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -307,10 +309,3 @@ def test_cli_move_is_a_dry_run_without_yes_and_undo_restores(library, tmp_path):
 def test_cli_yes_without_move_to_is_a_usage_error(sample_with_copies):
     with pytest.raises(UsageError, match="--move-to"):
         invoke("dups", "--catalog", sample_with_copies.directory, "--yes")
-
-
-def test_pair_scores_agree_with_the_pair_rule():
-    fused = np.linspace(0, 1, 11)
-    for inliers in (0, 8, 9, 20, 32, 200):
-        expected = [pair_score(f, inliers) for f in fused]
-        assert np.allclose(pair_scores(fused, np.full(11, inliers)), expected)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from searcher.index import HnswIndex, IndexUnusable
+from searcher.catalog.vectors import HnswIndex, IndexUnusable
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:

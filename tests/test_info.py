@@ -6,11 +6,12 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from searcher.catalog import head_revision
+from searcher.api import info as catalog_info
+from searcher.api import ingest
+from searcher.catalog.engine import head_revision
 from searcher.cli import app
 from searcher.errors import CatalogError
-from searcher.info import catalog_info
-from searcher.ingest import IngestOptions, ingest
+from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS
 

@@ -7,11 +7,14 @@ import cv2
 import numpy as np
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from searcher.catalog import ImageRow, SignatureRow, new_session, open_catalog
+from searcher.api import ingest
+from searcher.catalog import Catalog
+from searcher.catalog.engine import open_engine
+from searcher.catalog.schema import ImageRow, SignatureRow
 from searcher.errors import UsageError
-from searcher.ingest import IngestOptions, ingest
-from searcher.query import Searcher
+from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS, ingest_quiet
 
@@ -24,8 +27,8 @@ def run(paths, location, **kw):
 
 
 def catalog_rows(location):
-    engine = open_catalog(location)
-    with new_session(engine) as s:
+    engine = open_engine(location)
+    with Session(engine) as s:
         rows = {r.path: r for r in s.scalars(select(ImageRow))}
         sig_count = s.scalar(select(func.count()).select_from(SignatureRow))
     engine.dispose()
@@ -41,14 +44,17 @@ def test_first_ingest_adds_everything_and_rerun_changes_nothing(photo_dir, locat
     rows, sigs = catalog_rows(location)
     assert sigs == 6 * len(SIGNATURES)
     assert all(r.status == "ok" and len(r.sha256) == 64 and r.width > 0 for r in rows.values())
-    index_files = lambda: {p.name: p.stat().st_mtime_ns for p in location.directory.glob("index-*")}
+
+    def index_files():
+        return {p.name: p.stat().st_mtime_ns for p in location.directory.glob("index-*")}
+
     before = index_files()
     assert run([photo_dir], location) == counts(unchanged=6)
     assert index_files() == before  # a no-op rerun does not even rewrite the indexes
 
 
 def test_parallel_and_serial_ingest_store_the_same_signatures(photo_dir, tmp_path, monkeypatch):
-    import searcher.ingest as ingest_module
+    import searcher.ingest_work as ingest_module
     from searcher.catalog import CatalogLocation
 
     monkeypatch.setattr(ingest_module, "CHUNK", 2)  # so six files make three tasks for the pool
@@ -57,8 +63,8 @@ def test_parallel_and_serial_ingest_store_the_same_signatures(photo_dir, tmp_pat
     run([photo_dir], two, workers=2)
 
     def blobs(location):
-        engine = open_catalog(location)
-        with new_session(engine) as s:
+        engine = open_engine(location)
+        with Session(engine) as s:
             out = {(r.path, sig.extractor): sig.data for r, sig in s.execute(select(ImageRow, SignatureRow).join(SignatureRow))}
         engine.dispose()
         return out
@@ -113,7 +119,12 @@ def make_bad_files(folder):
     (folder / "notes.jpg").write_text("not an image at all\n")
     (folder / "empty.png").write_bytes(b"")
     (folder / "bomb.png").write_bytes(cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))[1].tobytes())
-    return {"truncated.jpg": "truncated", "notes.jpg": "not a recognised image", "empty.png": "empty file", "bomb.png": "max-megapixels"}
+    return {
+        "truncated.jpg": "truncated",
+        "notes.jpg": "not a recognised image",
+        "empty.png": "empty file",
+        "bomb.png": "max-megapixels",
+    }
 
 
 class Recorder:
@@ -160,7 +171,7 @@ def test_a_good_file_that_turns_bad_leaves_the_indexes(photo_dir, location):
     victim = sorted(photo_dir.glob("*.jpg"))[0]
     victim.write_bytes(victim.read_bytes()[:500])
     assert run([photo_dir], location) == counts(failed=1, unchanged=5)
-    with Searcher(location) as searcher:
+    with Catalog.open(location, create=False) as searcher:
         assert all(len(index) == 5 for index in searcher.indexes.values())
 
 
@@ -170,11 +181,12 @@ def test_missing_path_is_a_usage_error(location, tmp_path):
 
 
 def test_interrupted_ingest_keeps_committed_work_and_resumes(photo_dir, location, monkeypatch):
-    import searcher.ingest as ingest_module
+    import searcher.ingest_apply as apply_module
+    import searcher.ingest_work as ingest_module
 
     for i, photo in enumerate(PHOTOS[6:20]):
         shutil.copy(photo, photo_dir / f"more_{i}.jpg")
-    monkeypatch.setattr(ingest_module, "COMMIT_EVERY", 16)
+    monkeypatch.setattr(apply_module, "COMMIT_EVERY", 16)
     real = ingest_module._process_chunk
     calls = {"n": 0}
 
@@ -193,7 +205,7 @@ def test_interrupted_ingest_keeps_committed_work_and_resumes(photo_dir, location
     assert run([photo_dir], location, workers=1) == counts(added=4, unchanged=16)
     rows, sigs = catalog_rows(location)
     assert len(rows) == 20 and sigs == 20 * len(SIGNATURES)
-    with Searcher(location) as searcher:
+    with Catalog.open(location, create=False) as searcher:
         assert all(len(index) == 20 for index in searcher.indexes.values())
 
 
@@ -201,7 +213,7 @@ def test_index_lost_after_a_crash_is_rebuilt_from_the_catalog(photo_dir, locatio
     run([photo_dir], location)
     location.index_path("hist").unlink()
     warnings = []
-    with Searcher(location, warn=warnings.append) as searcher:
+    with Catalog.open(location, create=False, warn=warnings.append) as searcher:
         assert len(searcher.indexes["hist"]) == 6
     assert any("hist index missing: rebuilt" in w for w in warnings)
 
@@ -214,9 +226,15 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
     recorder = Recorder()
     summary = ingest([photo_dir], location, IngestOptions(signatures=SIGNATURES), recorder)
     assert summary.counts() == counts(updated=6)
-    engine = open_catalog(location)
-    with new_session(engine) as s:
-        versions = dict(s.execute(select(SignatureRow.extractor, func.group_concat(SignatureRow.version.distinct())).group_by(SignatureRow.extractor)).all())
+    engine = open_engine(location)
+    with Session(engine) as s:
+        versions = dict(
+            s.execute(
+                select(SignatureRow.extractor, func.group_concat(SignatureRow.version.distinct())).group_by(
+                    SignatureRow.extractor
+                )
+            ).all()
+        )
     engine.dispose()
     assert versions == {"hist": "2", "mse": "1", "orb": "1"}
     assert run([photo_dir], location) == counts(unchanged=6)

@@ -101,7 +101,10 @@ def test_oldest_and_newest_prefer_the_exif_capture_time_over_mtime(tmp_path):
     image.save(tmp_path / "plain.jpg")
     os.utime(tmp_path / "plain.jpg", (1_500_000_000, 1_500_000_000))  # 2017, after 2001
     os.utime(tmp_path / "captured.jpg", (1_600_000_000, 1_600_000_000))
-    members = [Copy(str(tmp_path / n), image.width, image.height, 1, (tmp_path / n).stat().st_mtime_ns) for n in ("plain.jpg", "captured.jpg")]
+    members = [
+        Copy(str(tmp_path / n), image.width, image.height, 1, (tmp_path / n).stat().st_mtime_ns)
+        for n in ("plain.jpg", "captured.jpg")
+    ]
     keep, reason = choose(members, "oldest")
     assert keep == 1 and "captured 2001-02-03" in reason
     keep, _ = choose(members, "newest")

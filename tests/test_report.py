@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from searcher.dups import DupsResult, Group, Member
+from searcher.dups import DupsResult
+from searcher.keep import Group, Member
 from searcher.query import Hit, QueryResult
 from searcher.report import THUMB_SIDE, write_dups_html, write_query_html
 
@@ -19,7 +20,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def member(path, score, image_id):
-    return Member(image_id=image_id, path=str(path), sha256=f"{image_id:064x}", width=640, height=427, size=path.stat().st_size, mtime_ns=0, score=score)
+    return Member(
+        image_id=image_id,
+        path=str(path),
+        sha256=f"{image_id:064x}",
+        width=640,
+        height=427,
+        size=path.stat().st_size,
+        mtime_ns=0,
+        score=score,
+    )
 
 
 @pytest.fixture
@@ -81,12 +91,12 @@ def test_query_page_shows_the_query_and_its_results_with_scores(tmp_path):
     write_query_html(results, out)
     page = out.read_text()
     assert len(embedded_images(page)) == 3  # the first query and its two results
-    assert page.count(">QUERY<") == 2 and "#1 &middot; score" in page and "score <span class=\"score\">0.310" in page
+    assert page.count(">QUERY<") == 2 and "#1 &middot; score" in page and 'score <span class="score">0.310' in page
     assert "orb_inliers&nbsp;250" in page and "not a recognised image format" in page
 
 
 def test_query_page_from_a_real_query(sample_catalog, tmp_path):
-    from searcher.query import query_paths
+    from searcher.api import query_paths
 
     results = query_paths([str(PHOTOS[2])], sample_catalog, top=3)
     out = tmp_path / "q.html"
@@ -99,9 +109,19 @@ def test_dups_page_renders_in_a_headless_browser(dups_result, tmp_path):
     page, shot = tmp_path / "dups.html", tmp_path / "shot.png"
     write_dups_html(dups_result, page)
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (900, 1280)

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import cv2
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
-from searcher.catalog import CatalogLocation, ImageRow, new_session, open_catalog
+from searcher.api import duplicates as find_duplicates
+from searcher.api import ingest
+from searcher.catalog import Catalog, CatalogLocation
 from searcher.cli import app
-from searcher.dups import find_duplicates
 from searcher.errors import UsageError
-from searcher.ingest import IngestOptions, excluded, ingest
+from searcher.ingest import IngestOptions
+from searcher.ingest_plan import excluded
 from searcher.prune import file_state
 
 from conftest import PHOTOS, SAMPLE
@@ -31,12 +32,8 @@ def cli(*args):
 
 
 def catalog_paths(location: CatalogLocation) -> set[str]:
-    engine = open_catalog(location, create=False)
-    try:
-        with new_session(engine) as session:
-            return set(session.scalars(select(ImageRow.path).where(ImageRow.parent_id.is_(None))))
-    finally:
-        engine.dispose()
+    with Catalog.open(location, create=False) as catalog:
+        return {row.path for row in catalog.store.file_rows()}
 
 
 def digest(path: Path) -> str:
@@ -97,7 +94,7 @@ def test_move_then_delete_then_ingest_leaves_no_stale_row(library, tmp_path):
     review = tmp_path / "review"
     moved = cli("dups", "--catalog", location.directory, "--move-to", review, "--yes")
     assert moved.exit_code == 0, moved.output
-    moved_files = [p for p in review.rglob("*.jpg")]
+    moved_files = list(review.rglob("*.jpg"))
     assert len(moved_files) == 4 and not any(p.parent.name == "photos" for p in moved_files)
     # The moved files' group is not offered again.
     assert group_paths(location)[1] == []
@@ -105,7 +102,9 @@ def test_move_then_delete_then_ingest_leaves_no_stale_row(library, tmp_path):
     summary = ingest([root], location, IngestOptions(workers=1, signatures=SIGNATURES))
     assert summary.removed == 4
     assert not any(p.startswith(str(review)) for p in catalog_paths(location))
-    hits = cli("query", root / "photos" / "distinct.jpg", "--catalog", location.directory, "--format", "paths", "--top", "10").stdout.split()
+    hits = cli(
+        "query", root / "photos" / "distinct.jpg", "--catalog", location.directory, "--format", "paths", "--top", "10"
+    ).stdout.split()
     assert all(os.path.exists(p) for p in hits) and len(hits) == 3
 
 
@@ -179,7 +178,9 @@ def test_dups_scoped_to_a_folder_and_reference_folder_is_never_moved(library, tm
     _, none = group_paths(location, scope=(str(root / "photos" / "nothing-here"),))
     assert none == []
     review = tmp_path / "review"
-    cli("dups", "--catalog", location.directory, "--keep", "largest", "--reference", root / "copies", "--move-to", review, "--yes")
+    cli(
+        "dups", "--catalog", location.directory, "--keep", "largest", "--reference", root / "copies", "--move-to", review, "--yes"
+    )
     assert sorted(p.name for p in (root / "copies").glob("*.jpg")) == sorted(
         f"{PHOTOS[k].stem}{s}.jpg" for k in (0, 3) for s in ("_big", "_same")
     )

@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from searcher.ingest import IngestOptions, ingest
-from searcher.query import Searcher
+from searcher.api import ingest
+from searcher.catalog import Catalog
+from searcher.ingest import IngestOptions
 from searcher.video import MovingPeopleDetector, Sampling, sample_video
 
 from conftest import PHOTOS
@@ -42,8 +43,6 @@ def walker_frames(n=60):
     return frames
 
 
-
-
 @pytest.fixture
 def video_dir(tmp_path):
     folder = tmp_path / "videos"
@@ -62,7 +61,7 @@ def test_video_frames_are_ingested_and_rerun_is_incremental(video_dir, location)
     assert run(video_dir, location, every=5).counts()["unchanged"] == 1
     resampled = run(video_dir, location, every=10)  # another sampling re-samples the video
     assert resampled.counts()["updated"] == 1 and resampled.frames == 4
-    with Searcher(location) as searcher:
+    with Catalog.open(location, create=False) as searcher:
         assert all(len(index) == 4 for index in searcher.indexes.values())
 
 
@@ -70,8 +69,8 @@ def test_a_frame_query_names_the_video_frame_and_time(video_dir, location, tmp_p
     run(video_dir, location, every=5)
     query = tmp_path / "frame.jpg"
     cv2.imwrite(str(query), two_scene_frames()[27][10:230, 10:310], [cv2.IMWRITE_JPEG_QUALITY, 40])
-    with Searcher(location) as searcher:
-        hit = searcher.query(str(query), top=3).hits[0]
+    with Catalog.open(location, create=False) as searcher:
+        hit = searcher.query_result(str(query), top=3).hits[0]
     assert hit.path == str(video_dir / "two scenes.avi")
     assert 20 <= hit.frame < 40 and hit.time == pytest.approx(hit.frame / 10)
     assert hit.box is None
@@ -126,8 +125,8 @@ def test_moved_video_keeps_its_frames(video_dir, location):
     (video_dir / "two scenes.avi").rename(video_dir / "sub" / "renamed.avi")
     summary = run(video_dir, location, every=5)
     assert summary.counts()["moved"] == 1 and summary.frames == 0
-    with Searcher(location) as searcher:
-        hit = searcher.query(str(PHOTOS[0]), top=1).hits[0]
+    with Catalog.open(location, create=False) as searcher:
+        hit = searcher.query_result(str(PHOTOS[0]), top=1).hits[0]
     assert hit.path == str(video_dir / "sub" / "renamed.avi")
 
 
@@ -135,5 +134,5 @@ def test_deleted_video_takes_its_frames_out_of_the_indexes(video_dir, location):
     run(video_dir, location, every=5)
     (video_dir / "two scenes.avi").unlink()
     assert run(video_dir, location, every=5).counts()["removed"] == 1
-    with Searcher(location) as searcher:
+    with Catalog.open(location, create=False) as searcher:
         assert all(len(index) == 0 for index in searcher.indexes.values())

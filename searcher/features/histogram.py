@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.scoring import hist_similarity
 
 H_BINS = 16
 S_BINS = 16
@@ -18,19 +19,6 @@ METHODS = {
     "bhattacharyya": cv2.HISTCMP_BHATTACHARYYA,  # Hellinger distance in [0, 1], 0 = identical
 }
 HIGHER_IS_SIMILAR = {"correl": True, "chisqr": False, "intersect": True, "bhattacharyya": False}
-
-
-def method_similarity(method: str, value: float) -> float:
-    """A compareHist value turned into a similarity in [0, 1] (1 = identical histograms)."""
-    if method == "correl":
-        return max(0.0, value)
-    if method == "chisqr":
-        return 1.0 / (1.0 + value)
-    if method == "intersect":
-        return min(1.0, max(0.0, value))
-    if method == "bhattacharyya":
-        return 1.0 - min(1.0, max(0.0, value))
-    raise ValueError(f"unknown histogram method {method!r}")
 
 
 class HistogramExtractor(Extractor):
@@ -70,4 +58,4 @@ class HistogramExtractor(Extractor):
         return float(cv2.compareHist(np.asarray(a, np.float32), np.asarray(b, np.float32), METHODS[method]))
 
     def similarity(self, a: np.ndarray, b: np.ndarray, method: str = "bhattacharyya") -> float:
-        return method_similarity(method, self.compare(a, b, method))
+        return hist_similarity(method, self.compare(a, b, method))

@@ -6,13 +6,9 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.scoring import THUMB_SIDE, mse_similarity, orientations
 
-SIDE = 16
-
-
-def mse_similarity(mse: float) -> float:
-    """1 - 2*RMSE, clipped to [0, 1]: identical = 1; unrelated photos usually land near 0.4."""
-    return float(min(1.0, max(0.0, 1.0 - 2.0 * np.sqrt(max(mse, 0.0)))))
+SIDE = THUMB_SIDE
 
 
 class ThumbnailExtractor(Extractor):
@@ -33,12 +29,7 @@ class ThumbnailExtractor(Extractor):
 
     def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
         """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid)."""
-        square = self.extract(image).reshape(SIDE, SIDE)
-        variants = []
-        for turned in (square, square.T):
-            for k in range(4):
-                variants.append(np.rot90(turned, k))
-        unique = {v.tobytes(): np.ascontiguousarray(v).ravel() for v in variants}
+        unique = {v.tobytes(): v for v in orientations(self.extract(image))}
         return list(unique.values())
 
     def to_blob(self, signature: np.ndarray) -> bytes:

@@ -7,8 +7,9 @@ import shutil
 import threading
 from pathlib import Path
 
+from searcher.api import ingest
 from searcher.catalog import CatalogLocation
-from searcher.ingest import IngestOptions, ingest
+from searcher.ingest import IngestOptions
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 PHOTOS = sorted((SAMPLE / "photos").glob("*.jpg"))

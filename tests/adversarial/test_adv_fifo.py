@@ -11,8 +11,8 @@ import cv2
 import pytest
 
 from searcher import images
+from searcher.api import duplicates as find_duplicates
 from searcher.catalog import CatalogLocation
-from searcher.dups import find_duplicates
 from searcher.errors import ImageError
 
 from helpers import PHOTOS, call_with_timeout, copy_photos, run_ingest
@@ -27,7 +27,9 @@ def fifo(tmp_path):
 
 def run_cli(*args, timeout=60):
     try:
-        return subprocess.run([sys.executable, "-m", "searcher", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "searcher", *map(str, args)], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"searcher {' '.join(map(str, args))} still running after {timeout} s (hangs)")
 
@@ -64,7 +66,7 @@ def test_ingest_of_a_fifo_given_by_name_does_not_hang(fifo, tmp_path):
 
 def test_video_hashing_refuses_a_fifo(tmp_path):
     """D5: a FIFO named clip.avi must not block the video path of ingest either."""
-    from searcher.ingest import _hash_file
+    from searcher.ingest_work import _hash_file
 
     path = tmp_path / "clip.avi"
     os.mkfifo(path)

@@ -7,9 +7,11 @@ import shutil
 
 from typer.testing import CliRunner
 
+from searcher.api import duplicates as find_duplicates
+from searcher.api import move_duplicates
 from searcher.catalog import CatalogLocation
 from searcher.cli import app
-from searcher.dups import find_duplicates, move_duplicates, plan_moves
+from searcher.moves import plan_moves
 
 from helpers import PHOTOS, copy_photos, run_ingest
 
@@ -18,7 +20,9 @@ runner = CliRunner()
 
 def dups_move(location: CatalogLocation, dest) -> None:
     result = runner.invoke(
-        app, ["dups", "--catalog", str(location.directory), "--workers", "1", "--move-to", str(dest), "--yes"], catch_exceptions=False
+        app,
+        ["dups", "--catalog", str(location.directory), "--workers", "1", "--move-to", str(dest), "--yes"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
 
@@ -66,7 +70,7 @@ def test_a_group_with_a_real_copy_moves_the_copy_and_keeps_link_and_target(tmp_p
     dups_move(location, tmp_path / "dest")
     assert os.path.exists(d / "a_link.jpg"), "the symlink dangles"
     assert (d / "b.jpg").is_file()
-    assert len([p for p in (tmp_path / "dest").rglob("*.jpg")]) == 1
+    assert len(list((tmp_path / "dest").rglob("*.jpg"))) == 1
 
 
 def test_moves_refuse_a_source_that_is_the_kept_file_under_another_name(tmp_path):
@@ -103,7 +107,9 @@ def test_a_folder_ingested_again_through_a_symlinked_path_keeps_every_file(tmp_p
     class Reporter:
         def start(self, total): ...
         def advance(self, n=1): ...
-        def warn(self, message): warnings.append(message)
+        def warn(self, message):
+            warnings.append(message)
+
         def failed(self, path, reason): ...
 
     run_ingest([real], location)

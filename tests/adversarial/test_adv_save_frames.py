@@ -47,7 +47,9 @@ def test_two_videos_with_the_same_stem_keep_all_their_frames(tmp_path):
     write_video(tmp_path / "b" / "clip.avi", PHOTOS[1])
     frames = tmp_path / "frames"
     summary = run_ingest(
-        [tmp_path / "a", tmp_path / "b"], CatalogLocation(tmp_path / "catalog"), sampling=Sampling(every=10, save_frames=str(frames))
+        [tmp_path / "a", tmp_path / "b"],
+        CatalogLocation(tmp_path / "catalog"),
+        sampling=Sampling(every=10, save_frames=str(frames)),
     )
     assert summary.frames == 4
     assert len(list(frames.iterdir())) == 4

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from searcher.api import query_paths
 from searcher.catalog import CatalogLocation
-from searcher.query import query_paths
 
 from helpers import copy_photos, run_ingest
 

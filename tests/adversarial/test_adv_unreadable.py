@@ -21,7 +21,9 @@ class Recorder:
 
     def start(self, total): ...
     def advance(self, n=1): ...
-    def warn(self, message): self.warnings.append(message)
+    def warn(self, message):
+        self.warnings.append(message)
+
     def failed(self, path, reason): ...
 
 

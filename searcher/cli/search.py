@@ -1,28 +1,19 @@
-"""Command line: parse, call one library function, print. Results on stdout, the rest on stderr."""
+"""Commands that build and search a catalog: ingest, query, train, reindex, prune."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from searcher.cli_common import CatalogOption, WeightsOption, err, out, use_weights, warn
-from searcher.cli_output import format_query, terminal_width
-from searcher.cli_progress import ProgressReporter, rate_text
-from searcher.errors import SearcherError, UsageError
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Near-duplicate image search with a persistent index.",
-    pretty_exceptions_enable=False,
-    # Plain Click help: text in square brackets ([default: ...]) is shown as written, not eaten as markup.
-    rich_markup_mode=None,
-)
+from searcher.cli.common import CatalogOption, WeightsOption, err, out, use_weights, warn
+from searcher.cli.output import format_query, terminal_width
+from searcher.cli.progress import ProgressReporter, rate_text
+from searcher.errors import SearcherError, UsageError
 
 
 class Format(str, Enum):
@@ -56,39 +47,59 @@ class HistMethod(str, Enum):
 
 DEFAULT_TRAIN_OUT = "searcher-ae.pt"
 
-@app.command()
+
 def ingest(
-    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively).", show_default=False, metavar="PATH"),
-    catalog: Optional[Path] = CatalogOption,
-    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False),
+    paths: List[Path] = typer.Argument(
+        ..., help="Image files or folders (searched recursively).", show_default=False, metavar="PATH"
+    ),
+    catalog: Optional[str] = CatalogOption,
+    workers: int = typer.Option(
+        0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False
+    ),
     max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
     signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
     exclude: Optional[List[str]] = typer.Option(
-        None, "--exclude", help="Leave out files and folders matching this glob (repeatable): a name (*.tmp, @eaDir) or a path under the folder (raw/*.png)", show_default=False
+        None,
+        "--exclude",
+        help="Leave out files and folders matching this glob (repeatable): a name (*.tmp, @eaDir) or a path under the folder (raw/*.png)",
+        show_default=False,
     ),
     weights: Optional[Path] = WeightsOption,
     fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
     every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
     scene_change: Optional[float] = typer.Option(
-        None, "--scene-change", min=0.001, max=1.0, help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every."
+        None,
+        "--scene-change",
+        min=0.001,
+        max=1.0,
+        help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every.",
     ),
     people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
-    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file)."),
+    save_frames: Optional[Path] = typer.Option(
+        None,
+        "--save-frames",
+        help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
+    ),
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
-    from searcher.catalog import locate
+    from searcher import api
     from searcher.features import parse_signature_list
     from searcher.ingest import IngestOptions
-    from searcher.ingest import ingest as run_ingest
     from searcher.video import Sampling
 
     use_weights(weights)
-    sampling = Sampling(every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None)
+    sampling = Sampling(
+        every=every, scene_change=scene_change, people=people, save_frames=str(save_frames) if save_frames else None
+    )
     options = IngestOptions(
-        workers=workers, max_megapixels=max_megapixels, signatures=parse_signature_list(signatures), sampling=sampling, exclude=tuple(exclude or ())
+        workers=workers,
+        max_megapixels=max_megapixels,
+        signatures=parse_signature_list(signatures),
+        sampling=sampling,
+        exclude=tuple(exclude or ()),
     )
     with ProgressReporter() as reporter:
-        summary = run_ingest(paths, locate(catalog), options, reporter)
+        summary = api.ingest(paths, catalog, options, reporter)
     counts = summary.counts()
     if summary.frames or summary.crops:
         err.print(f"videos: {summary.frames} frames and {summary.crops} person crops stored", markup=False)
@@ -99,18 +110,28 @@ def ingest(
         out.print(f"{line} in {rate_text(reporter.done, reporter.elapsed)}", markup=False)
 
 
-@app.command()
 def query(
-    paths: List[Path] = typer.Argument(..., help="Query images, or folders of them (need not be in the catalog).", show_default=False, metavar="PATH"),
-    catalog: Optional[Path] = CatalogOption,
+    paths: List[Path] = typer.Argument(
+        ..., help="Query images, or folders of them (need not be in the catalog).", show_default=False, metavar="PATH"
+    ),
+    catalog: Optional[str] = CatalogOption,
     top: int = typer.Option(10, "--top", "-k", min=1, help="Results per query."),
-    metric: Metric = typer.Option(Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."),
-    hist_method: HistMethod = typer.Option(HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."),
+    metric: Metric = typer.Option(
+        Metric.fused, "--metric", help="Ranking: fused (re-ranked by ORB/RANSAC) or one signature alone."
+    ),
+    hist_method: HistMethod = typer.Option(
+        HistMethod.bhattacharyya, "--hist-method", help="cv2.compareHist method for the hist score."
+    ),
     fmt: Format = typer.Option(
-        Format.table, "--format", help="table: rank, score, verdict, path (fits the terminal); wide: every score; paths: one path per line; json, jsonl, csv."
+        Format.table,
+        "--format",
+        help="table: rank, score, verdict, path (fits the terminal); wide: every score; paths: one path per line; json, jsonl, csv.",
     ),
     columns: Optional[str] = typer.Option(
-        None, "--columns", help="Comma-separated scores to add to the table, e.g. fused,hist,mse,ae,orb_inliers,mse_distance", show_default=False
+        None,
+        "--columns",
+        help="Comma-separated scores to add to the table, e.g. fused,hist,mse,ae,orb_inliers,mse_distance",
+        show_default=False,
     ),
     weights: Optional[Path] = WeightsOption,
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the queries and their results as a page of thumbnails."),
@@ -120,11 +141,12 @@ def query(
     Every score is higher = more similar; raw distances are named *_distance. Exit 1 when any query
     file could not be read (the others' results are still printed).
     """
-    from searcher.catalog import locate
-    from searcher.query import query_paths
+    from searcher import api
 
     use_weights(weights)
-    results = query_paths([str(p) for p in paths], locate(catalog), top=top, metric=metric.value, hist_method=hist_method.value, warn=warn)
+    results = api.query_paths(
+        [str(p) for p in paths], catalog, top=top, metric=metric.value, hist_method=hist_method.value, warn=warn
+    )
     for result in results:
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
@@ -142,13 +164,17 @@ def query(
         raise SystemExit(1)
 
 
-@app.command()
 def train(
-    paths: List[Path] = typer.Argument(..., help="Folders or files of images (and videos) to train on.", show_default=False, metavar="PATH"),
+    paths: List[Path] = typer.Argument(
+        ..., help="Folders or files of images (and videos) to train on.", show_default=False, metavar="PATH"
+    ),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs (2048 augmented samples each)."),
     latent_dim: int = typer.Option(128, "--latent-dim", min=2, help="Length of the latent vector (the `ae` signature)."),
     weights: Path = typer.Option(
-        Path(DEFAULT_TRAIN_OUT), "--out", help="Weights file to write (use it with --weights on ingest, query and compare)", dir_okay=False
+        Path(DEFAULT_TRAIN_OUT),
+        "--out",
+        help="Weights file to write (use it with --weights on ingest, query and compare)",
+        dir_okay=False,
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (training is deterministic for a given seed)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from OUT's checkpoint when there is one."),
@@ -168,56 +194,29 @@ def train(
     out.print(json.dumps({"weights": str(weights), **summary}), markup=False)
 
 
-@app.command()
-def prune(catalog: Optional[Path] = CatalogOption) -> None:
+def prune(catalog: Optional[str] = CatalogOption) -> None:
     """Remove every catalog entry whose file is gone from disk (entries under folders that cannot be read, or look unmounted, are kept)."""
-    from searcher.catalog import locate
-    from searcher.prune import prune as run_prune
+    from searcher import api
 
-    result = run_prune(locate(catalog), warn=warn)
+    result = api.prune(catalog, warn=warn)
     for path in result.removed:
         err.print(f"removed {path}", markup=False)
     kept = f"; {len(result.unreachable)} kept (folder unreadable or not mounted)" if result.unreachable else ""
     out.print(f"{len(result.removed)} missing file(s) removed from the catalog{kept}", markup=False)
 
 
-@app.command()
-def reindex(catalog: Optional[Path] = CatalogOption) -> None:
+def reindex(catalog: Optional[str] = CatalogOption) -> None:
     """Rebuild every vector index from the catalog (the catalog is the source of truth)."""
-    from searcher.catalog import locate
-    from searcher.reindex import rebuild_indexes
+    from searcher import api
 
-    counts = rebuild_indexes(locate(catalog))
+    counts = api.reindex(catalog)
     out.print(", ".join(f"{name}: {n} vectors" for name, n in counts.items()) or "no signatures in the catalog", markup=False)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from searcher import __version__
-
-        out.print(f"searcher {__version__}", markup=False)
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
-) -> None:
-    """Near-duplicate image search with a persistent index."""
-
-
-from searcher.cli_review import register as _register_review  # noqa: E402 (commands of the review module)
-
-_register_review(app)
-
-
-def main() -> None:
-    """Entry point: SearcherError becomes one line on stderr and exit code 1; usage errors exit 2."""
-    try:
-        app()
-    except SearcherError as e:
-        err.print(f"error: {e}", markup=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted: work committed so far is kept; rerun to resume", markup=False)
-        sys.exit(130)
+def register(app: typer.Typer) -> None:
+    """Add ingest, query, train, reindex and prune to the searcher command line."""
+    app.command()(ingest)
+    app.command()(query)
+    app.command()(train)
+    app.command()(reindex)
+    app.command()(prune)

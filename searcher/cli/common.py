@@ -1,4 +1,4 @@
-"""What every command-line module shares: the two consoles, the --catalog option, warnings."""
+"""What every command-line module shares: the two consoles, the --catalog and --weights options, warnings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, warning
 out = Console(highlight=False, soft_wrap=True)  # results
 
 CatalogOption = typer.Option(
-    None, "--catalog", envvar="SEARCHER_CATALOG", help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]", show_default=False
+    None,
+    "--catalog",
+    envvar="SEARCHER_CATALOG",
+    help="Catalog folder [default: $SEARCHER_CATALOG, else ./.searcher]",
+    show_default=False,
+    # A string, not a Path: a database URL's "//" must survive (a Path would collapse it).
+    metavar="<path>",
 )
 
 
@@ -27,6 +33,7 @@ WeightsOption = typer.Option(
     help="Autoencoder weights for the ae signature, e.g. from `searcher train` [default: $SEARCHER_AE_WEIGHTS, else the shipped weights]",
     dir_okay=False,
     show_default=False,
+    metavar="FILE",
 )
 
 
@@ -38,6 +45,6 @@ def use_weights(weights: Optional[Path]) -> None:
         from searcher.errors import UsageError
 
         raise UsageError(f"no such weights file: {weights}")
-    from searcher.features.autoencoder import WEIGHTS_ENV
+    from searcher.features.ae_weights import WEIGHTS_ENV
 
     os.environ[WEIGHTS_ENV] = str(weights.resolve())

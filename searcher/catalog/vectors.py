@@ -1,4 +1,4 @@
-"""Vector indexes: one small interface, implemented with hnswlib.
+"""Vector indexes: the VectorIndex protocol every caller is typed against, and its hnswlib implementation.
 
 Labels are catalog image ids. Index files are a cache of the catalog: each is saved with a
 sidecar JSON recording the extractor version and the catalog generation it reflects, and is
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 import hnswlib
 import numpy as np
@@ -23,14 +23,19 @@ SIDECAR_FORMAT = 1
 
 
 class VectorIndex(Protocol):
-    """The seam for other vector stores (e.g. Milvus): what ingest and query need, nothing more."""
+    """The seam for vector stores (hnswlib here; e.g. Milvus next): what ingest, query and dups need."""
+
+    dim: int
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
     def remove(self, ids: Iterable[int]) -> None: ...
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_many(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def vectors(self, ids: list[int]) -> np.ndarray: ...
     def save(self, generation: int) -> None: ...
+    def __contains__(self, image_id: int) -> bool: ...
     def __len__(self) -> int: ...
+    def ids(self) -> list[int]: ...
 
 
 class IndexUnusable(Exception):
@@ -56,7 +61,7 @@ class HnswIndex:
         return self.path.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> "HnswIndex":
+    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> HnswIndex:
         """The saved index, or IndexUnusable saying why it cannot be trusted."""
         index = cls(path, dim, space, version, empty=False)
         if not index.path.exists() or not index.sidecar_path.exists():
@@ -88,6 +93,10 @@ class HnswIndex:
 
     def __contains__(self, image_id: int) -> bool:
         return image_id in self._live
+
+    def ids(self) -> list[int]:
+        """Labels of the live vectors, ascending."""
+        return sorted(self._live)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors by label (an existing label gets its new vector)."""
@@ -128,6 +137,17 @@ class HnswIndex:
         labels, distances = self._index.knn_query(np.asarray(vector, np.float32).reshape(1, -1), k=k)
         return labels[0].astype(np.int64), distances[0]
 
+    def search_many(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batched kNN: (labels, distances), one row per vector, nearest first; rows are padded with -1
+        labels (and inf distances) when fewer than k live vectors exist."""
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        k = min(k, len(self._live))
+        if k <= 0 or not len(vectors):
+            return np.full((len(vectors), 0), -1, dtype=np.int64), np.empty((len(vectors), 0), dtype=np.float32)
+        self._index.set_ef(max(MIN_EF_SEARCH, 2 * k))
+        labels, distances = self._index.knn_query(vectors, k=k)
+        return labels.astype(np.int64), distances
+
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these ids (cosine spaces store them L2-normalised)."""
         if not ids:
@@ -156,34 +176,22 @@ class HnswIndex:
         os.replace(tmp_meta, self.sidecar_path)
 
 
-def build_from_catalog(engine, extractor, path: Path) -> HnswIndex:
-    """A fresh index holding every catalog signature of this extractor's current version."""
-    from sqlalchemy import select
-
-    from searcher.catalog import SignatureRow, new_session
-
+def rebuild(path: Path, extractor, batches: Iterable[tuple[Sequence[int], Sequence[bytes]]]) -> HnswIndex:
+    """A fresh index of this extractor's embeddings of the given (ids, blobs) batches."""
     index = HnswIndex(path, extractor.dim, extractor.space, extractor.version)
-    query = (
-        select(SignatureRow.image_id, SignatureRow.data)
-        .where(SignatureRow.extractor == extractor.name, SignatureRow.version == extractor.version)
-        .execution_options(yield_per=4096)
-    )
-    with new_session(engine) as session:
-        for chunk in session.execute(query).partitions():
-            ids = np.array([row.image_id for row in chunk], dtype=np.int64)
-            vectors = np.stack([extractor.embedding(extractor.from_blob(row.data)) for row in chunk])
-            index.add(ids, vectors)
+    for ids, blobs in batches:
+        if len(ids):
+            index.add(np.asarray(ids, dtype=np.int64), np.stack([extractor.embedding(extractor.from_blob(b)) for b in blobs]))
     return index
 
 
-def open_index(engine, location, extractor, generation: int, warn=None) -> HnswIndex:
-    """The saved index of one extractor if it matches the catalog, else one rebuilt from the catalog
-    (and saved, when the catalog folder is writable). `warn` receives a one-line reason."""
-    path = location.index_path(extractor.name)
+def load_or_rebuild(path: Path, extractor, generation: int, batches, warn=None) -> HnswIndex:
+    """The saved index at `path` if it matches (extractor version, catalog generation), else one rebuilt
+    from `batches()` (and saved, when the folder is writable). `warn` receives a one-line reason."""
     try:
         return HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, generation)
     except IndexUnusable as reason:
-        index = build_from_catalog(engine, extractor, path)
+        index = rebuild(path, extractor, batches())
         if warn and (len(index) or str(reason) != "missing"):
             warn(f"{extractor.name} index {reason}: rebuilt from the catalog ({len(index)} vectors)")
     try:
@@ -192,3 +200,11 @@ def open_index(engine, location, extractor, generation: int, warn=None) -> HnswI
         if warn:
             warn(f"cannot save rebuilt {extractor.name} index: {e.strerror}")
     return index
+
+
+def read_sidecar(path: Path) -> dict:
+    """The sidecar JSON of an index file ({} when missing or unreadable)."""
+    try:
+        return json.loads(Path(path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import time
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from searcher.cli_common import err
+from searcher.cli.common import err
 
 
 class ProgressReporter:
@@ -36,7 +44,7 @@ class ProgressReporter:
         self.done = 0
         self.began = time.monotonic()
 
-    def __enter__(self) -> "ProgressReporter":
+    def __enter__(self) -> ProgressReporter:
         if self.progress is not None:
             self.progress.start()
         return self

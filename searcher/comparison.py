@@ -36,110 +36,33 @@ import numpy as np
 
 from searcher import images
 from searcher.errors import ImageError, SearcherError
-from searcher.features.histogram import METHODS, HistogramExtractor, method_similarity
-from searcher.features.orb import MAX_HAMMING, MIN_INLIERS, RANSAC_PIXELS, OrbExtractor, Verification, split
-from searcher.features.thumbnail import SIDE, ThumbnailExtractor, mse_similarity
+from searcher.features.histogram import METHODS, HistogramExtractor
+from searcher.features.orb import OrbExtractor
+from searcher.features.thumbnail import ThumbnailExtractor
+from searcher.scoring import (
+    DEFAULT_THRESHOLD,
+    FUSED_SIGNATURES,
+    HOMOGRAPHY_METHOD,
+    MIN_INLIERS,
+    ORIENTATIONS,
+    PAIR_RULE,
+    RANSAC_PIXELS,
+    OrbMatches,
+    cosine_similarity,
+    fuse,
+    hist_similarity,
+    match_orb,
+    mse_similarity,
+    orientations,
+    pair_score,
+    verification_score,
+)
 
-DEFAULT_THRESHOLD = 0.5
-FUSED_SIGNATURES = ("hist", "mse", "ae")  # signatures whose similarities the fused score averages
-HOMOGRAPHY_METHOD = cv2.USAC_MAGSAC  # as OrbExtractor.verify (MAGSAC++): the counts must be the same
-_MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+__all__ = ["Comparison", "DEFAULT_THRESHOLD", "PAIR_RULE", "compare_images", "draw", "drawing_size"]
+
 SIFT_RATIO = 0.75
 FLANN_INDEX = {"algorithm": 1, "trees": 5}  # FLANN_INDEX_KDTREE, as in the OpenCV tutorial
 FLANN_SEARCH = {"checks": 50}
-PAIR_RULE = (
-    "near duplicate when score = (fused + orb) / 2 >= threshold; fused = mean of the signature "
-    "similarities (hist 1 - Bhattacharyya, mse 1 - 2*RMSE of the best flip/rotation, ae cosine), "
-    f"orb = clip((RANSAC inliers - {MIN_INLIERS}) / {3 * MIN_INLIERS}, 0, 1)"
-)
-
-# The 8 orientations of a square thumbnail, in the order `orientations` returns them.
-_TURNS = ("", "rotated 90 ccw", "rotated 180", "rotated 90 cw")
-ORIENTATIONS = tuple(
-    ", ".join(filter(None, ("mirrored" if mirrored else "", turn))) or "as is" for mirrored in (False, True) for turn in _TURNS
-)
-
-
-# ---- the pair rule, shared with searcher.dups ----
-
-
-def orientations(thumbnails: np.ndarray) -> np.ndarray:
-    """8 x D for one thumbnail (P x 8 x D for P of them): as is and rotated 90/180/270 degrees
-    counter-clockwise, then the same of its mirror image (left-right flip). Indices 4..7 are mirrored."""
-    thumbnails = np.asarray(thumbnails, dtype=np.float32)
-    squares = thumbnails.reshape(-1, SIDE, SIDE)
-    turned = [
-        np.rot90(base, k, axes=(1, 2)).reshape(len(squares), SIDE * SIDE) for base in (squares, squares[:, :, ::-1]) for k in range(4)
-    ]
-    stacked = np.stack(turned, axis=1)
-    return stacked[0] if thumbnails.ndim == 1 else stacked
-
-
-def fuse(similarities: dict[str, float | None]) -> float:
-    """Mean of the available similarities (the fused score of searcher.query)."""
-    values = [v for v in similarities.values() if v is not None and not np.isnan(v)]
-    return float(np.mean(values)) if values else 0.0
-
-
-def orb_score(inliers: int) -> float:
-    """ORB verification in [0, 1]: 0 below MIN_INLIERS RANSAC inliers, 1 from 4 * MIN_INLIERS."""
-    return Verification(inliers, inliers).score
-
-
-def pair_score(fused: float, inliers: int) -> float:
-    """The score the pair rule thresholds: the final score of a fused, ORB re-ranked query."""
-    return (fused + orb_score(inliers)) / 2.0
-
-
-def required_inliers(fused: float, threshold: float) -> int | None:
-    """Fewest RANSAC inliers that lift a pair of this fused score to `threshold`:
-    0 when it passes without any, None when no number of inliers can make it pass."""
-    needed = 2.0 * threshold - fused  # orb score needed
-    if needed <= 0:
-        return 0
-    if needed > 1.0 + 1e-12:
-        return None
-    # orb_score(n) >= needed  <=>  n >= MIN_INLIERS + 3 * MIN_INLIERS * needed (n integer)
-    return max(MIN_INLIERS + 1, int(np.ceil(MIN_INLIERS + 3 * MIN_INLIERS * needed - 1e-9)))
-
-
-# ---- ORB matches with their RANSAC mask (what OrbExtractor.verify counts, kept for drawing) ----
-
-
-@dataclass
-class OrbMatches:
-    points_a: np.ndarray  # N x 2 keypoint positions in A's working image (mirrored back when A was mirrored)
-    points_b: np.ndarray
-    pairs: list[tuple[int, int, float]]  # (index in A, index in B, Hamming distance), cross-checked, <= MAX_HAMMING
-    inlier: np.ndarray  # bool per pair: consistent with the RANSAC homography
-
-    @property
-    def verification(self) -> Verification:
-        return Verification(len(self.pairs), int(self.inlier.sum()))
-
-
-def match_orb(a: np.ndarray, b: np.ndarray, needed: int = 0) -> OrbMatches:
-    """The recipe of OrbExtractor.verify (same counts), keeping the matches and the inlier mask.
-
-    `needed` > 0: the caller only needs to know whether the pair reaches that many inliers, so a
-    pair with fewer matches than that skips the homography (exact: inliers <= matches).
-    """
-    points_a, desc_a = split(a)
-    points_b, desc_b = split(b)
-    result = OrbMatches(points_a, points_b, [], np.zeros(0, dtype=bool))
-    if len(desc_a) < 2 or len(desc_b) < 2:
-        return result
-    good = [m for m in _MATCHER.match(desc_a, desc_b) if m.distance <= MAX_HAMMING]
-    result.pairs = [(m.queryIdx, m.trainIdx, float(m.distance)) for m in good]
-    result.inlier = np.zeros(len(good), dtype=bool)
-    if len(good) < max(4, needed):
-        return result
-    src = points_a[[m.queryIdx for m in good]].reshape(-1, 1, 2)
-    dst = points_b[[m.trainIdx for m in good]].reshape(-1, 1, 2)
-    homography, mask = cv2.findHomography(src, dst, HOMOGRAPHY_METHOD, RANSAC_PIXELS)
-    if homography is not None and mask is not None:
-        result.inlier = mask.ravel().astype(bool)
-    return result
 
 
 # ---- the comparison ----
@@ -238,31 +161,15 @@ def _autoencoder(signatures: tuple[str, ...] | None, warn):
         return None
 
 
-def compare_images(
-    path_a: str | os.PathLike,
-    path_b: str | os.PathLike,
-    threshold: float = DEFAULT_THRESHOLD,
-    signatures: tuple[str, ...] | None = None,
-    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
-    warn=None,
-) -> Comparison:
-    """Every measure of A against B and the verdict of the pair rule.
-
-    `signatures`: the signatures a catalog holds (see catalog_signatures), so that the fused score
-    averages what `searcher dups` on that catalog averages; None = hist, mse and ae when its weights exist.
-    """
-    image_a, image_b = _load(path_a, max_megapixels), _load(path_b, max_megapixels)
-    bgr_a, bgr_b = image_a.bgr, image_b.bgr
-
-    hist = HistogramExtractor()
-    hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
-    hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
-
+def _oriented_mse(bgr_a: np.ndarray, bgr_b: np.ndarray) -> tuple[np.ndarray, int]:
+    """MSE of B's thumbnail against each of the 8 orientations of A's, and the best orientation."""
     thumb = ThumbnailExtractor()
-    thumb_a, thumb_b = thumb.extract(bgr_a), thumb.extract(bgr_b)
-    oriented = ((orientations(thumb_a) - thumb_b[None, :]) ** 2).mean(axis=1)
-    best = int(np.argmin(oriented))
+    oriented = ((orientations(thumb.extract(bgr_a)) - thumb.extract(bgr_b)[None, :]) ** 2).mean(axis=1)
+    return oriented, int(np.argmin(oriented))
 
+
+def _orb_measures(bgr_a: np.ndarray, bgr_b: np.ndarray) -> tuple[OrbMatches, bool, int, int]:
+    """(matches of the better of A and A mirrored against B, mirrored?, keypoints of A, of B)."""
     orb = OrbExtractor()
     orb_b = orb.extract(bgr_b)
     width_a = bgr_a.shape[1]
@@ -274,25 +181,56 @@ def compare_images(
         v = matches.verification
         candidates.append(((v.inliers, v.matches, not mirrored), mirrored, matches, len(signature)))
     _, mirrored, orb_matches, keypoints_a = max(candidates, key=lambda c: c[0])
-    verification = orb_matches.verification
+    return orb_matches, mirrored, keypoints_a, len(orb_b)
 
-    grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
-    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
 
-    ae_cosine = ae_cosine_oriented = None
+def _ae_cosines(bgr_a: np.ndarray, bgr_b: np.ndarray, signatures, warn) -> tuple[float | None, float | None]:
+    """(cosine of the latents as they are, best over A's flips/rotations), or None without the autoencoder."""
     ae = _autoencoder(signatures, warn)
-    if ae is not None:
-        stored_b = ae.embedding(ae.extract(bgr_b))
-        ae_cosine = float(np.dot(ae.embedding(ae.extract(bgr_a)), stored_b))
-        ae_cosine_oriented = max([ae_cosine, *(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))])
+    if ae is None:
+        return None, None
+    stored_b = ae.embedding(ae.extract(bgr_b))
+    cosine = float(np.dot(ae.embedding(ae.extract(bgr_a)), stored_b))
+    return cosine, max([cosine, *(float(np.dot(ae.embedding(v), stored_b)) for v in ae.query_signatures(bgr_a))])
 
+
+def _similarities(bhattacharyya: float, mse: float, ae_cosine: float | None, signatures) -> dict[str, float]:
+    """The similarities the fused score averages: those of the catalog's signatures (all when None)."""
     wanted = FUSED_SIGNATURES if signatures is None else tuple(s for s in FUSED_SIGNATURES if s in signatures)
     similarities = {
-        "hist": method_similarity("bhattacharyya", hist_values["bhattacharyya"]),
-        "mse": mse_similarity(float(oriented[best])),
-        "ae": None if ae_cosine is None else min(1.0, max(0.0, ae_cosine)),
+        "hist": hist_similarity("bhattacharyya", bhattacharyya),
+        "mse": mse_similarity(mse),
+        "ae": None if ae_cosine is None else cosine_similarity(ae_cosine),
     }
-    similarities = {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+    return {k: float(v) for k, v in similarities.items() if k in wanted and v is not None}
+
+
+def compare_images(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    threshold: float = DEFAULT_THRESHOLD,
+    signatures: tuple[str, ...] | None = None,
+    max_megapixels: float = images.DEFAULT_MAX_MEGAPIXELS,
+    warn=None,
+) -> Comparison:
+    """Every measure of A against B and the verdict of the pair rule.
+
+    `signatures`: the signatures a catalog holds (Catalog.compare passes them), so that the fused score
+    averages what `searcher dups` on that catalog averages; None = hist, mse and ae when its weights exist.
+    """
+    image_a, image_b = _load(path_a, max_megapixels), _load(path_b, max_megapixels)
+    bgr_a, bgr_b = image_a.bgr, image_b.bgr
+    hist = HistogramExtractor()
+    hist_a, hist_b = hist.extract(bgr_a), hist.extract(bgr_b)
+    hist_values = {method: hist.compare(hist_a, hist_b, method) for method in METHODS}
+    oriented, best = _oriented_mse(bgr_a, bgr_b)
+    orb_matches, mirrored, keypoints_a, keypoints_b = _orb_measures(bgr_a, bgr_b)
+    verification = orb_matches.verification
+    grey_a, grey_b = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (bgr_a, bgr_b))
+    sift_keypoints, sift_bf, sift_flann, sift_inliers = _sift_measures(grey_a, grey_b)
+    ae_cosine, ae_cosine_oriented = _ae_cosines(bgr_a, bgr_b, signatures, warn)
+
+    similarities = _similarities(hist_values["bhattacharyya"], float(oriented[best]), ae_cosine, signatures)
     fused = fuse(similarities)
     score = pair_score(fused, verification.inliers)
     return Comparison(
@@ -304,7 +242,7 @@ def compare_images(
         mse=float(oriented[0]),
         mse_oriented=float(oriented[best]),
         orientation=ORIENTATIONS[best],
-        orb_keypoints=(keypoints_a, len(orb_b)),
+        orb_keypoints=(keypoints_a, keypoints_b),
         orb_matches=verification.matches,
         orb_inliers=verification.inliers,
         orb_mirrored=mirrored,
@@ -316,29 +254,13 @@ def compare_images(
         ae_cosine_oriented=ae_cosine_oriented,
         similarities=similarities,
         fused=fused,
-        orb_score=orb_score(verification.inliers),
+        orb_score=verification_score(verification.inliers),
         score=score,
         threshold=threshold,
         near_duplicate=score >= threshold,
         rule=PAIR_RULE,
         _evidence={"a": bgr_a, "b": bgr_b, "orb": orb_matches},
     )
-
-
-def catalog_signatures(location) -> tuple[str, ...] | None:
-    """Names of the signatures stored in the catalog at `location`, or None when there is no catalog there."""
-    from sqlalchemy import select
-
-    from searcher.catalog import SignatureRow, new_session, open_catalog
-
-    if not location.db_path.exists():
-        return None
-    engine = open_catalog(location, create=False)
-    try:
-        with new_session(engine) as session:
-            return tuple(sorted(session.scalars(select(SignatureRow.extractor).distinct())))
-    finally:
-        engine.dispose()
 
 
 # ---- drawing ----

@@ -16,7 +16,6 @@ import sys
 QUERY_FORMATS = ("table", "wide", "paths", "json", "jsonl", "csv")
 # Score columns of --format wide, in this order when present (other keys follow, sorted).
 WIDE_COLUMNS = ("fused", "hist", "mse", "ae", "cnn", "orb_inliers", "orb_matches")
-VERDICT_THRESHOLD = 0.5  # searcher.compare.DEFAULT_THRESHOLD: the pair rule of dups and compare
 
 
 def terminal_width() -> int | None:
@@ -59,14 +58,13 @@ def where(hit, width: int | None = None) -> str:
 
 
 def verdict(hit) -> str:
-    """'near-dup' when the pair rule of dups and compare holds ((fused + orb) / 2 >= 0.5), else '-';
-    blank when the hit was not verified (a single-signature ranking)."""
+    """'near-dup' when the pair rule of dups and compare holds (searcher.scoring.pair_score >= its
+    threshold), else '-'; blank when the hit was not verified (a single-signature ranking)."""
     if "fused" not in hit.scores or "orb_inliers" not in hit.scores:
         return ""
-    from searcher.features.orb import MIN_INLIERS
+    from searcher.scoring import DEFAULT_THRESHOLD, pair_score
 
-    orb = min(1.0, max(0.0, (hit.scores["orb_inliers"] - MIN_INLIERS) / (3.0 * MIN_INLIERS)))
-    return "near-dup" if (hit.scores["fused"] + orb) / 2.0 >= VERDICT_THRESHOLD else "-"
+    return "near-dup" if pair_score(hit.scores["fused"], hit.scores["orb_inliers"]) >= DEFAULT_THRESHOLD else "-"
 
 
 def number(value) -> str:
@@ -111,7 +109,13 @@ def query_table(results, columns: list[str] | None, width: int | None, wide: boo
         keys = score_keys([result], columns) if (wide or columns is not None) else []
         header = ["rank", "score", "verdict", *keys, "path"]
         rows = [
-            [str(rank), f"{hit.score:.3f}", verdict(hit), *(number(hit.scores.get(k)) for k in keys), lambda room, h=hit: where(h, None if wide else room)]
+            [
+                str(rank),
+                f"{hit.score:.3f}",
+                verdict(hit),
+                *(number(hit.scores.get(k)) for k in keys),
+                lambda room, h=hit: where(h, None if wide else room),
+            ]
             for rank, hit in enumerate(result.hits, 1)
         ]
         right = {0, 1, *range(3, 3 + len(keys))}
@@ -122,7 +126,12 @@ def query_table(results, columns: list[str] | None, width: int | None, wide: boo
 
 
 def hit_dict(rank: int, hit) -> dict:
-    entry = {"rank": rank, "path": hit.path, "score": round(hit.score, 6), "scores": {k: round(v, 6) for k, v in hit.scores.items()}}
+    entry = {
+        "rank": rank,
+        "path": hit.path,
+        "score": round(hit.score, 6),
+        "scores": {k: round(v, 6) for k, v in hit.scores.items()},
+    }
     entry["id"] = hit.image_id  # the catalog id: what `searcher serve` names images by
     if hit.frame is not None:  # a video frame or person crop: path is the video
         entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
@@ -140,8 +149,14 @@ def query_csv(results) -> str:
     writer.writerow(["query", "rank", "path", "frame", "time", "box", "score", *keys])
     for r in results:
         for rank, hit in enumerate(r.hits, 1):
-            video = (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "") if hit.frame is not None else ("", "", "")
-            writer.writerow([r.query, rank, hit.path, *video, f"{hit.score:.6f}", *(_csv_number(hit.scores.get(k)) for k in keys)])
+            video = (
+                (hit.frame, f"{hit.time:.3f}", ",".join(map(str, hit.box)) if hit.box else "")
+                if hit.frame is not None
+                else ("", "", "")
+            )
+            writer.writerow(
+                [r.query, rank, hit.path, *video, f"{hit.score:.6f}", *(_csv_number(hit.scores.get(k)) for k in keys)]
+            )
     return buffer.getvalue()
 
 
@@ -174,7 +189,16 @@ def dups_table(result, width: int | None) -> str:
         rows = []
         for k, m in enumerate(g.members):
             action = "keep" if m is g.keep else ("ref" if m.path in g.protected else "copy")
-            rows.append([g.id if k == 0 else "", action, f"{m.score:.3f}", f"{m.width}x{m.height}", str(m.size), lambda room, p=m.path: shorten(p, room)])
+            rows.append(
+                [
+                    g.id if k == 0 else "",
+                    action,
+                    f"{m.score:.3f}",
+                    f"{m.width}x{m.height}",
+                    str(m.size),
+                    lambda room, p=m.path: shorten(p, room),
+                ]
+            )
         lines.append((rows, g.keep_reason))
     all_rows = [row for rows, _ in lines for row in rows]
     table = render_table(header, all_rows, {2, 3, 4}, width)

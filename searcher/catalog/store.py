@@ -1,0 +1,337 @@
+"""Every SQL statement of searcher, as named methods over one engine.
+
+Statements are SQLAlchemy Core/ORM constructs, dialect-neutral (SQLite today, PostgreSQL next);
+nothing outside searcher.catalog builds a query. Reads return plain rows or dicts; the writes of
+an ingest go through one `Batch` (a transaction) at a time.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from searcher.catalog.engine import current_revision
+from searcher.catalog.schema import (
+    GENERATION_KEY,
+    KIND_CROP,
+    KIND_IMAGE,
+    KIND_VIDEO,
+    STATUS_OK,
+    IgnoredGroupRow,
+    IgnoredPairRow,
+    ImageRow,
+    MovedOutRow,
+    SignatureRow,
+    StateRow,
+)
+
+IN_BATCH = 500  # ids per IN (...) list: well under every database's parameter limit
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---- catalog state ----
+
+    def schema_revision(self) -> str | None:
+        return current_revision(self.engine)
+
+    def generation(self) -> int:
+        with self.session() as session:
+            return _generation(session)
+
+    def bump_generation(self) -> tuple[int, int]:
+        """Mark that signatures are about to change (index files saved before are out of date);
+        returns (previous, new) generation."""
+        with self.session() as session:
+            previous = _generation(session)
+            session.merge(StateRow(key=GENERATION_KEY, value=str(previous + 1)))
+            session.commit()
+        return previous, previous + 1
+
+    # ---- signatures ----
+
+    def signature_counts(self) -> list[tuple[str, str, int]]:
+        """(extractor, version, rows) of every stored signature kind, sorted."""
+        query = (
+            select(SignatureRow.extractor, SignatureRow.version, func.count())
+            .group_by(SignatureRow.extractor, SignatureRow.version)
+            .order_by(SignatureRow.extractor, SignatureRow.version)
+        )
+        with self.session() as session:
+            return [tuple(row) for row in session.execute(query).all()]
+
+    def signature_names(self) -> list[str]:
+        with self.session() as session:
+            return sorted(session.scalars(select(SignatureRow.extractor).distinct()))
+
+    def iter_signatures(self, name: str, version: str, chunk: int = 4096) -> Iterator[tuple[list[int], list[bytes]]]:
+        """(image ids, blobs) of every signature of this extractor version, `chunk` rows at a time."""
+        query = (
+            select(SignatureRow.image_id, SignatureRow.data)
+            .where(SignatureRow.extractor == name, SignatureRow.version == version)
+            .execution_options(yield_per=chunk)
+        )
+        with self.session() as session:
+            for rows in session.execute(query).partitions():
+                yield [row.image_id for row in rows], [row.data for row in rows]
+
+    def signatures_by_ids(self, name: str, version: str, ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored blobs of this extractor version for these images (absent ones are left out)."""
+        ids = list(ids)
+        blobs: dict[int, bytes] = {}
+        with self.session() as session:
+            for start in range(0, len(ids), IN_BATCH):
+                query = select(SignatureRow.image_id, SignatureRow.data).where(
+                    SignatureRow.image_id.in_(ids[start : start + IN_BATCH]),
+                    SignatureRow.extractor == name,
+                    SignatureRow.version == version,
+                )
+                blobs.update((row.image_id, row.data) for row in session.execute(query))
+        return blobs
+
+    # ---- images ----
+
+    def hit_rows(self, ids: list[int]) -> dict[int, tuple]:
+        """id -> (path, video path or None, frame index, time, box) of these rows."""
+        parent = aliased(ImageRow)
+        query = (
+            select(ImageRow.id, ImageRow.path, parent.path, ImageRow.frame_index, ImageRow.time_s, ImageRow.box)
+            .outerjoin(parent, ImageRow.parent_id == parent.id)
+            .where(ImageRow.id.in_(ids))
+        )
+        with self.session() as session:
+            return {row[0]: tuple(row[1:]) for row in session.execute(query)}
+
+    def ok_rows(self) -> list:
+        """(id, path, sha256, width, height, size, mtime_ns) of every row whose extraction succeeded, by id."""
+        query = (
+            select(ImageRow.id, ImageRow.path, ImageRow.sha256, ImageRow.width, ImageRow.height, ImageRow.size, ImageRow.mtime_ns)
+            .where(ImageRow.status == STATUS_OK)
+            .order_by(ImageRow.id)
+        )
+        with self.session() as session:
+            return session.execute(query).all()
+
+    def repoint(self, old: str, new: str) -> bool:
+        """The row of path `old` now describes path `new`; False (nothing done) when `new` has a row already."""
+        with self.session() as session:
+            if session.scalar(select(ImageRow.id).where(ImageRow.path == new)) is not None:
+                return False
+            session.execute(update(ImageRow).where(ImageRow.path == old).values(path=new))
+            session.commit()
+        return True
+
+    def paths(self) -> dict[int, str]:
+        """id -> path of every row (frames and crops have their frame key)."""
+        with self.session() as session:
+            return dict(session.execute(select(ImageRow.id, ImageRow.path)).all())
+
+    def crop_rows(self) -> list[tuple[int, int, str]]:
+        """(id, frame index, "x,y,w,h") of every person crop."""
+        query = select(ImageRow.id, ImageRow.frame_index, ImageRow.box).where(ImageRow.kind == KIND_CROP)
+        with self.session() as session:
+            return [tuple(row) for row in session.execute(query)]
+
+    def status_counts(self) -> dict[str, int]:
+        with self.session() as session:
+            return dict(session.execute(select(ImageRow.status, func.count()).group_by(ImageRow.status)).all())
+
+    def kind_counts(self) -> dict[str, int]:
+        with self.session() as session:
+            return dict(session.execute(select(ImageRow.kind, func.count()).group_by(ImageRow.kind)).all())
+
+    def row_id(self, path: str) -> int | None:
+        with self.session() as session:
+            return session.scalar(select(ImageRow.id).where(ImageRow.path == path))
+
+    def set_file_stat(self, path: str, size: int, mtime_ns: int) -> None:
+        """A file's size and time changed without its bytes (a link replaced it): the next ingest sees it unchanged."""
+        with self.session() as session:
+            session.execute(update(ImageRow).where(ImageRow.path == path).values(size=size, mtime_ns=mtime_ns))
+            session.commit()
+
+    # ---- review decisions and files set aside (migrations 0003, 0004) ----
+
+    def add_ignored_group(self, group_id: str) -> None:
+        """Record that the group with this id is not a group of duplicates (idempotent)."""
+        with self.session() as session:
+            if session.get(IgnoredGroupRow, group_id) is None:
+                session.add(IgnoredGroupRow(group_id=group_id, created=_now()))
+            session.commit()
+
+    def remove_ignored_group(self, group_id: str) -> bool:
+        """Forget that decision; False when there was none."""
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredGroupRow).where(IgnoredGroupRow.group_id == group_id)).rowcount
+            session.commit()
+        return bool(removed)
+
+    def add_ignored_pair(self, sha_a: str, sha_b: str) -> None:
+        """Record that the files with these two contents are not duplicates of each other (idempotent)."""
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            if session.get(IgnoredPairRow, (a, b)) is None:
+                session.add(IgnoredPairRow(sha_a=a, sha_b=b, created=_now()))
+            session.commit()
+
+    def ignored_group_ids(self) -> set[str]:
+        with self.session() as session:
+            return set(session.scalars(select(IgnoredGroupRow.group_id)))
+
+    def ignored_pairs(self) -> set[tuple[str, str]]:
+        """(sha_a, sha_b) with sha_a < sha_b."""
+        with self.session() as session:
+            return {(r.sha_a, r.sha_b) for r in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
+
+    def repoint_for_review(self, old: str, new: str, log: str | None) -> bool:
+        """Like repoint, and the row is marked set aside for review (`log`: the move log), or, with
+        log None (an undo), no longer set aside. False (nothing done) when `new` has a row already."""
+        with self.session() as session:
+            if session.scalar(select(ImageRow.id).where(ImageRow.path == new)) is not None:
+                return False
+            image_id = session.scalar(select(ImageRow.id).where(ImageRow.path == old))
+            if image_id is None:
+                return True
+            session.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=new))
+            session.execute(delete(MovedOutRow).where(MovedOutRow.image_id == image_id))
+            if log is not None:
+                session.add(MovedOutRow(image_id=image_id, original_path=old, log=log, created=_now()))
+            session.commit()
+        return True
+
+    def moved_out_ids(self) -> set[int]:
+        with self.session() as session:
+            return set(session.scalars(select(MovedOutRow.image_id)))
+
+    def moved_out_rows(self) -> list:
+        """(id, path, size, mtime_ns, status, kind, sampling, error, original_path) of every file set aside."""
+        query = select(
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
+            MovedOutRow.original_path,
+        ).join(MovedOutRow, MovedOutRow.image_id == ImageRow.id)
+        with self.session() as session:
+            return session.execute(query).all()
+
+    def has_rows_under(self, folder: str) -> bool:
+        """Whether any row's path is `folder` or inside it."""
+        prefix = folder.rstrip("/") + "/"
+        under = (ImageRow.path == folder) | (func.substr(ImageRow.path, 1, len(prefix)) == prefix)
+        with self.session() as session:
+            return session.scalar(select(ImageRow.id).where(under).limit(1)) is not None
+
+    # ---- what an ingest plans with ----
+
+    def file_rows(self) -> list:
+        """(id, path, size, mtime_ns, status, kind, sampling, error) of every row that is a file (not a frame or crop).
+        Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most."""
+        query = select(
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
+        ).where(ImageRow.parent_id.is_(None))
+        with self.session() as session:
+            return session.execute(query).all()
+
+    def lacking_signature(self, name: str, version: str) -> list[tuple[int, int | None]]:
+        """(id, parent id) of the good non-video rows without a signature of this extractor version."""
+        current = select(SignatureRow.image_id).where(SignatureRow.extractor == name, SignatureRow.version == version)
+        query = select(ImageRow.id, ImageRow.parent_id).where(
+            ImageRow.status == STATUS_OK, ImageRow.kind != KIND_VIDEO, ImageRow.id.not_in(current)
+        )
+        with self.session() as session:
+            return [tuple(row) for row in session.execute(query)]
+
+    def known_hashes(self) -> frozenset[str]:
+        with self.session() as session:
+            return frozenset(session.scalars(select(ImageRow.sha256).where(ImageRow.status == STATUS_OK).distinct()))
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One transaction of ingest writes, committed when the block ends without an error."""
+        with self.session() as session:
+            yield Batch(session)
+            session.commit()
+
+
+class Batch:
+    """The writes of an ingest inside one transaction. Rows come back as objects whose attributes
+    the caller sets (path, size, status...); they are written at the next flush or at commit."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def row_by_path(self, path: str) -> ImageRow | None:
+        return self.session.scalar(select(ImageRow).where(ImageRow.path == path))
+
+    def new_row(self, path: str, kind: str = KIND_IMAGE, **values) -> ImageRow:
+        row = ImageRow(path=path, kind=kind, **values)
+        self.session.add(row)
+        return row
+
+    def flush(self) -> None:
+        """Give new rows their ids."""
+        self.session.flush()
+
+    def ok_rows_with_sha(self, sha256: str) -> list[ImageRow]:
+        return list(self.session.scalars(select(ImageRow).where(ImageRow.sha256 == sha256, ImageRow.status == STATUS_OK)))
+
+    def signatures_of(self, image_id: int) -> list[tuple[str, str, bytes]]:
+        """(extractor, version, blob) of one image."""
+        query = select(SignatureRow.extractor, SignatureRow.version, SignatureRow.data).where(SignatureRow.image_id == image_id)
+        return [tuple(row) for row in self.session.execute(query)]
+
+    def put_signature(self, image_id: int, name: str, version: str, blob: bytes) -> None:
+        self.session.merge(SignatureRow(image_id=image_id, extractor=name, version=version, data=blob))
+
+    def delete_signatures(self, image_id: int) -> None:
+        self.session.execute(delete(SignatureRow).where(SignatureRow.image_id == image_id))
+
+    def delete_images(self, ids: list[int]) -> None:
+        """These rows and their signatures."""
+        for start in range(0, len(ids), IN_BATCH):
+            batch = ids[start : start + IN_BATCH]
+            self.session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
+            self.session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
+
+    def clear_moved_out(self, image_id: int) -> None:
+        """The file is back in a library folder: offered again by dups."""
+        self.session.execute(delete(MovedOutRow).where(MovedOutRow.image_id == image_id))
+
+    def drop_children(self, video_id: int) -> list[int]:
+        """Delete the frame and crop rows of a video; returns their ids."""
+        children = list(self.session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)))
+        self.delete_images(children)
+        return children
+
+
+def _generation(session: Session) -> int:
+    row = session.get(StateRow, GENERATION_KEY)
+    return int(row.value) if row else 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,252 @@
+"""Applying an ingest's results: catalog rows and signatures in batched transactions, then the indexes.
+
+One writer (this process) applies what the workers computed. Before the first change the catalog's
+generation is bumped, so index files saved before are known to be behind until they are saved again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from searcher.catalog.schema import KIND_CROP, KIND_FRAME, KIND_IMAGE, KIND_VIDEO, STATUS_FAILED, STATUS_OK, frame_key
+from searcher.errors import one_line
+from searcher.ingest_work import Result, Task
+
+if TYPE_CHECKING:
+    from searcher.catalog import Catalog
+    from searcher.catalog.store import Batch
+    from searcher.ingest import IngestSummary, Reporter
+
+COMMIT_EVERY = 256  # results per catalog transaction
+COMMIT_SECONDS = 2.0
+
+
+class Changes:
+    """What one transaction did to the vectors: (id, blob) added per signature, ids removed."""
+
+    def __init__(self) -> None:
+        self.adds: dict[str, list[tuple[int, bytes]]] = {}
+        self.removes: list[int] = []
+
+
+def units(result: Result) -> int:
+    """Progress units of a result: one per image, one per sampled frame of a video."""
+    if result.frames is None:
+        return 1
+    return max(1, sum(1 for f in result.frames if f.box is None))
+
+
+def remove_rows(catalog: Catalog, rows, reporter: Reporter) -> int:
+    """Remove these file rows (each with .id, .path, .kind), their signatures, frames and index
+    entries (searcher prune); the number removed."""
+    from searcher.ingest import IngestSummary
+
+    extractors = [e for e in catalog.extractors.values() if e.indexed]
+    writer = Writer(catalog, extractors, IngestSummary(), reporter, {r.path: r for r in rows}, "")
+    catalog.changed()
+    writer.begin()
+    try:
+        writer.remove_missing()
+    finally:
+        writer.save_indexes()
+        catalog.changed()
+    return writer.summary.removed
+
+
+class Writer:
+    """Applies results to the catalog in batched transactions, then to the indexes."""
+
+    def __init__(
+        self, catalog: Catalog, extractors, summary: IngestSummary, reporter: Reporter, missing: dict, sampling_key: str
+    ):
+        self.catalog = catalog
+        self.extractors = {e.name: e for e in extractors}
+        self.summary = summary
+        self.reporter = reporter
+        self.missing = missing  # catalog rows whose file is gone: candidates for moves, else removed
+        self.sampling_key = sampling_key
+        self.pending: list[Result] = []
+        self.retry: list[Task] = []
+        self.last_flush = time.monotonic()
+        self.generation: int | None = None
+        self.indexes: dict = {}
+
+    def begin(self) -> None:
+        """Declare that the catalog is about to change, and load the indexes that will follow it."""
+        previous, self.generation = self.catalog.store.bump_generation()
+        for extractor in self.extractors.values():
+            if extractor.indexed:
+                self.indexes[extractor.name] = self.catalog.load_index(extractor, previous, self.reporter.warn)
+
+    def add(self, results: Iterable[Result]) -> None:
+        results = list(results)
+        self.pending.extend(results)
+        self.reporter.advance(sum(units(r) for r in results))
+        if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last_flush > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        changes = Changes()
+        with self.catalog.store.batch() as batch:
+            for result in self.pending:
+                self._apply(batch, result, changes)
+        self._update_indexes(changes)
+        self.pending.clear()
+        self.last_flush = time.monotonic()
+
+    def _update_indexes(self, changes: Changes) -> None:
+        for name, index in self.indexes.items():
+            index.remove(changes.removes)
+            adds = changes.adds.get(name)
+            if adds:
+                extractor = self.extractors[name]
+                ids = np.array([i for i, _ in adds], dtype=np.int64)
+                index.add(ids, np.stack([extractor.embedding(extractor.from_blob(b)) for _, b in adds]))
+
+    def _apply(self, batch: Batch, result: Result, changes: Changes) -> None:
+        task = result.task
+        row = batch.row_by_path(task.path)
+        if result.error:
+            self._record_failure(batch, row, task, result, changes)
+        elif result.reused:
+            self._apply_known_bytes(batch, row, task, result, changes)
+        elif result.frames is not None:
+            self._apply_video(batch, row, task, result, changes)
+        else:
+            self._apply_image(batch, row, task, result, changes)
+
+    def _apply_image(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
+        if row is None:
+            row = batch.new_row(task.path)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
+        batch.flush()
+        if task.only is None:
+            batch.delete_signatures(row.id)
+            changes.removes.append(row.id)  # signatures this run does not compute must not linger
+        self._store_blobs(batch, row.id, result.blobs, changes)
+
+    def _apply_video(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
+        """The video row, then one row per kept frame and crop, replacing any earlier sampling."""
+        if row is None:
+            row = batch.new_row(task.path, KIND_VIDEO)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+            changes.removes.extend(batch.drop_children(row.id))
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = result.width, result.height, STATUS_OK, None
+        row.kind, row.sampling = KIND_VIDEO, self.sampling_key
+        batch.flush()
+        for entry in result.frames:
+            child = batch.new_row(
+                frame_key(row.id, entry.frame_index, entry.box),
+                KIND_CROP if entry.box else KIND_FRAME,
+                size=0,
+                mtime_ns=0,
+                width=entry.width,
+                height=entry.height,
+                status=STATUS_OK,
+                parent_id=row.id,
+                frame_index=entry.frame_index,
+                time_s=entry.time_s,
+                box=",".join(map(str, entry.box)) if entry.box else None,
+            )
+            batch.flush()
+            self._store_blobs(batch, child.id, entry.blobs, changes)
+            if entry.box:
+                self.summary.crops += 1
+            else:
+                self.summary.frames += 1
+
+    def _store_blobs(self, batch: Batch, image_id: int, blobs: dict[str, bytes], changes: Changes) -> None:
+        for name, blob in blobs.items():
+            batch.put_signature(image_id, name, self.extractors[name].version, blob)
+            changes.adds.setdefault(name, []).append((image_id, blob))
+
+    def _record_failure(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
+        if row is None:
+            row = batch.new_row(task.path, KIND_VIDEO if task.video else KIND_IMAGE)
+        elif row.status == STATUS_OK:
+            changes.removes.append(row.id)
+            batch.delete_signatures(row.id)
+            changes.removes.extend(batch.drop_children(row.id))
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        reason = one_line(result.error)  # stored and printed as one line
+        row.width = row.height = None
+        row.status, row.error = STATUS_FAILED, reason
+        self.summary.failed += 1
+        self.summary.failures.append((task.path, reason))
+        self.reporter.failed(task.path, reason)
+
+    def _apply_known_bytes(self, batch: Batch, row, task: Task, result: Result, changes: Changes) -> None:
+        """Bytes already in the catalog: touch, move or copy signatures instead of extracting."""
+        if row is not None and row.sha256 == result.sha256 and row.status == STATUS_OK:
+            row.size, row.mtime_ns = task.size, task.mtime_ns  # touched, content unchanged
+            self.summary.unchanged += 1
+            return
+        sources = batch.ok_rows_with_sha(result.sha256)
+        if row is None:
+            moved_from = next((s for s in sources if self._is_gone(s.path)), None)
+            if moved_from is not None:
+                self.missing.pop(moved_from.path, None)
+                batch.clear_moved_out(moved_from.id)  # back in a library folder: offered again by dups
+                moved_from.path, moved_from.size, moved_from.mtime_ns = task.path, task.size, task.mtime_ns
+                self.summary.moved += 1
+                return
+        source = next((s for s in sources if s.id != (row.id if row else None)), None)
+        # A copy of a video is sampled afresh rather than copied frame by frame; and when the
+        # known copy changed earlier in this run, the file is extracted after all.
+        if source is None or task.video:
+            self.retry.append(Task(task.path, task.size, task.mtime_ns, may_reuse=False))
+            return
+        self._copy_signatures(batch, row, source, task, result, changes)
+
+    def _copy_signatures(self, batch: Batch, row, source, task: Task, result: Result, changes: Changes) -> None:
+        """A new or changed file whose bytes another row holds: that row's current signatures are its own."""
+        if row is None:
+            row = batch.new_row(task.path)
+            self.summary.added += 1
+        else:
+            self.summary.updated += 1
+            batch.delete_signatures(row.id)
+        row.size, row.mtime_ns, row.sha256 = task.size, task.mtime_ns, result.sha256
+        row.width, row.height, row.status, row.error = source.width, source.height, STATUS_OK, None
+        batch.flush()
+        blobs = {
+            name: blob
+            for name, version, blob in batch.signatures_of(source.id)
+            if name in self.extractors and version == self.extractors[name].version
+        }
+        self._store_blobs(batch, row.id, blobs, changes)
+
+    def _is_gone(self, path: str) -> bool:
+        return path in self.missing or not os.path.exists(path)
+
+    def remove_missing(self) -> None:
+        ids = [row.id for row in self.missing.values()]
+        if not ids:
+            return
+        removes = list(ids)
+        with self.catalog.store.batch() as batch:
+            for row in self.missing.values():
+                if row.kind == KIND_VIDEO:
+                    removes.extend(batch.drop_children(row.id))
+            batch.delete_images(ids)
+        for index in self.indexes.values():
+            index.remove(removes)
+        self.summary.removed += len(ids)
+        self.missing.clear()
+
+    def save_indexes(self) -> None:
+        for index in self.indexes.values():
+            index.save(self.generation)

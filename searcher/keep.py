@@ -15,10 +15,11 @@ Rules (each ends with the path in sort order, so the choice is deterministic):
      ratio < UPSCALED_RATIO, on matching centre crops at native resolution (b's crop covers a's;
      band energies from shrink-then-enlarge residuals). An upscaled copy has almost nothing above
      the old Nyquist; a genuine larger original has detail there comparable with the smaller
-     copy's finest band. Such a B gets A's detail (its "real" pixel count). Tuned on corpus photos
-     (not sample_data) made 2x/1.5x/1280x800 larger at q70/q40/PNG: ratio p10-p90 0.04-0.25 for 176
-     upscaled copies (159 below 0.25), 0.32-0.93 for 160 genuine larger copies (3 below 0.25). The
-     misses are blurred or dark images, whose copies differ little in detail anyway.
+     copy's finest band. Such a B gets A's detail (its "real" pixel count). bench/keep_rule.py,
+     on 38 corpus photos (tuning set, not sample_data) at 600 px: below UPSCALED_RATIO are 34/38
+     2x cubic q70 copies, 27/38 1280x800 q40 copies, 34/38 1.5x PNG copies, and 4/38 and 3/38
+     genuine larger copies (against their half size, at q90 and q50), 0/38 against an 80 % crop.
+     The misses are blurred or dark images, whose copies differ little in detail anyway.
   2. Among the members within SIZE_STEP of the most real detail: the better JPEG quality class
      (estimated from the quantization tables against the IJG tables: >= 85 or lossless, 60-85,
      below 60: heavy recompression), then the oldest capture/modification time (whole seconds),

@@ -183,31 +183,42 @@ class OrbMatches:
         return Verification(len(self.pairs), int(self.inlier.sum()))
 
 
-def match_orb(a: np.ndarray, b: np.ndarray, needed: int = 0) -> OrbMatches:
-    """Cross-checked Hamming matches (<= MAX_HAMMING) of two ORB signatures, then the inlier mask of a
-    MAGSAC++ homography. `needed` > 0: the caller only needs to know whether the pair reaches that many
-    inliers, so a pair with fewer matches than that skips the homography (exact: inliers <= matches)."""
+def _good_matches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """(points of A, points of B, cross-checked matches within MAX_HAMMING)."""
     points_a, desc_a = split_orb(a)
     points_b, desc_b = split_orb(b)
-    result = OrbMatches(points_a, points_b, [], np.zeros(0, dtype=bool))
     if len(desc_a) < 2 or len(desc_b) < 2:
-        return result
-    good = [m for m in _MATCHER.match(desc_a, desc_b) if m.distance <= MAX_HAMMING]
-    result.pairs = [(m.queryIdx, m.trainIdx, float(m.distance)) for m in good]
-    result.inlier = np.zeros(len(good), dtype=bool)
+        return points_a, points_b, []
+    return points_a, points_b, [m for m in _MATCHER.match(desc_a, desc_b) if m.distance <= MAX_HAMMING]
+
+
+def _inlier_mask(points_a: np.ndarray, points_b: np.ndarray, good: list, needed: int) -> np.ndarray | None:
+    """Inlier mask of the MAGSAC++ homography of the matches; None when it is not fitted (fewer than
+    max(4, needed) matches: with `needed`, a pair that cannot reach it skips the fit) or not found."""
     if len(good) < max(4, needed):
-        return result
+        return None
     src = points_a[[m.queryIdx for m in good]].reshape(-1, 1, 2)
     dst = points_b[[m.trainIdx for m in good]].reshape(-1, 1, 2)
     homography, mask = cv2.findHomography(src, dst, HOMOGRAPHY_METHOD, RANSAC_PIXELS)
-    if homography is not None and mask is not None:
-        result.inlier = mask.ravel().astype(bool)
-    return result
+    return mask.ravel().astype(bool) if homography is not None and mask is not None else None
+
+
+def match_orb(a: np.ndarray, b: np.ndarray, needed: int = 0) -> OrbMatches:
+    """The ORB match step with its evidence (for drawing): cross-checked Hamming matches (<= MAX_HAMMING)
+    of two signatures and the inlier mask of a MAGSAC++ homography. `needed` > 0: the caller only needs
+    to know whether the pair reaches that many inliers, so a pair with fewer matches than that skips
+    the homography (exact: inliers <= matches)."""
+    points_a, points_b, good = _good_matches(a, b)
+    mask = _inlier_mask(points_a, points_b, good, needed)
+    pairs = [(m.queryIdx, m.trainIdx, float(m.distance)) for m in good]
+    return OrbMatches(points_a, points_b, pairs, mask if mask is not None else np.zeros(len(good), dtype=bool))
 
 
 def verify(a: np.ndarray, b: np.ndarray, needed: int = 0) -> Verification:
-    """Matches and inliers of two ORB signatures (see match_orb)."""
-    return match_orb(a, b, needed).verification
+    """Matches and inliers of two ORB signatures: match_orb's counts, without keeping the evidence."""
+    points_a, points_b, good = _good_matches(a, b)
+    mask = _inlier_mask(points_a, points_b, good, needed)
+    return Verification(len(good), int(mask.sum()) if mask is not None else 0)
 
 
 def best_verification(variants: Sequence[np.ndarray], stored: np.ndarray) -> Verification:

@@ -76,6 +76,7 @@ def test_compare_query_and_dups_give_a_pair_the_same_score(tmp_path):
     assert by_dups == pytest.approx(by_compare, abs=0.01)
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
     [example] = re.findall(r"## Python API.*?```python\n(.*?)```", readme, flags=re.S)
@@ -97,6 +98,7 @@ print("added", summary.added, "groups", len(groups))
 """
 
 
+@pytest.mark.slow
 def test_find_duplicates_runs_from_a_script_on_stdin(tmp_path):
     """Worker processes must not try to re-import a __main__ that is `<stdin>`."""
     script = STDIN_SCRIPT.format(catalog=str(tmp_path / "cat"), photos=str(SAMPLE / "photos"), copies=str(SAMPLE / "copies"))
@@ -106,6 +108,7 @@ def test_find_duplicates_runs_from_a_script_on_stdin(tmp_path):
     assert int(added) == 48 and int(groups) >= 5
 
 
+@pytest.mark.slow
 def test_a_user_script_without_a_main_guard_is_not_rerun_by_the_workers(tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from searcher.catalog.vectors import HnswIndex, IndexUnusable
+from searcher.catalog.vectors import HnswIndex, IndexUnusable, build
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -89,3 +89,16 @@ def test_index_behind_the_catalog_or_of_another_version_is_unusable(tmp_path):
         HnswIndex.load(path, 8, "l2", "1", generation=2)
     with pytest.raises(IndexUnusable, match="version"):
         HnswIndex.load(path, 8, "l2", "2", generation=1)
+
+
+def test_batched_search_agrees_with_one_query_at_a_time(tmp_path):
+    data = clustered_vectors(2000, 32)
+    index = build(tmp_path / "i.bin", 32, "l2", "1", [(np.arange(0, 1000), data[:1000]), (np.arange(1000, 2000), data[1000:])])
+    assert len(index) == 2000 and index.ids() == list(range(2000))
+    index.remove(range(0, 2000, 2))
+    queries = clustered_vectors(50, 32, seed=3)
+    labels, distances = index.search_many(queries, 10)
+    for query, row, row_distances in zip(queries, labels, distances):
+        one, one_distances = index.search(query, 10)
+        assert list(row) == list(one) and np.allclose(row_distances, one_distances)
+        assert all(label % 2 == 1 for label in row)  # removed vectors are never found

@@ -9,6 +9,7 @@ ingest, query, dups, moves, info and compare take a Catalog and hold no SQL.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -35,7 +36,8 @@ class Catalog:
     def __init__(self, location: CatalogLocation, store: Store, warn: Warn | None = None):
         self.location = location
         self.store = store
-        self.warn: Warn = warn or (lambda message: None)
+        # Without a callback, warnings (stale signatures, rebuilt indexes...) go to the "searcher" logger.
+        self.warn: Warn = warn or logging.getLogger("searcher").warning
         self._extractors: dict[str, Extractor] | None = None
         self._indexes: dict[str, VectorIndex] | None = None
 

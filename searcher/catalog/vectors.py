@@ -176,13 +176,23 @@ class HnswIndex:
         os.replace(tmp_meta, self.sidecar_path)
 
 
-def rebuild(path: Path, extractor, batches: Iterable[tuple[Sequence[int], Sequence[bytes]]]) -> HnswIndex:
-    """A fresh index of this extractor's embeddings of the given (ids, blobs) batches."""
-    index = HnswIndex(path, extractor.dim, extractor.space, extractor.version)
-    for ids, blobs in batches:
+def build(path: Path, dim: int, space: str, version: str, batches: Iterable[tuple[Sequence[int], np.ndarray]]) -> HnswIndex:
+    """A fresh index of the given (ids, vectors) batches (not saved): every vector backend is a
+    cache that is rebuilt this way from the catalog."""
+    index = HnswIndex(path, dim, space, version)
+    for ids, vectors in batches:
         if len(ids):
-            index.add(np.asarray(ids, dtype=np.int64), np.stack([extractor.embedding(extractor.from_blob(b)) for b in blobs]))
+            index.add(np.asarray(ids, dtype=np.int64), vectors)
     return index
+
+
+def rebuild(path: Path, extractor, batches: Iterable[tuple[Sequence[int], Sequence[bytes]]]) -> HnswIndex:
+    """A fresh index of this extractor's embeddings of the given (ids, stored blobs) batches."""
+    vectors = (
+        (ids, np.stack([extractor.embedding(extractor.from_blob(b)) for b in blobs]) if len(ids) else None)
+        for ids, blobs in batches
+    )
+    return build(path, extractor.dim, extractor.space, extractor.version, vectors)
 
 
 def load_or_rebuild(path: Path, extractor, generation: int, batches, warn=None) -> HnswIndex:

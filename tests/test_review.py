@@ -125,6 +125,8 @@ def test_prune_removes_every_missing_file_and_says_how_many(library, tmp_path):
     root, location = library
     (root / "copies" / f"{PHOTOS[0].stem}_big.jpg").unlink()
     shutil.rmtree(root / "photos")
+    before = cli("query", root / "copies" / f"{PHOTOS[0].stem}_same.jpg", "--catalog", location.directory, "--top", "3")
+    assert "gone from disk" in before.stderr and "searcher prune" in before.stderr
     result = cli("prune", "--catalog", location.directory)
     assert result.exit_code == 0
     assert result.stdout.strip() == "4 missing file(s) removed from the catalog"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -151,6 +152,9 @@ def query(
         if result.error:
             err.print(f"error: {result.query}: {result.error}", markup=False)
     good = [r for r in results if not r.error]
+    gone = {h.path for r in good for h in r.hits if not os.path.exists(h.path)}
+    if gone:
+        warn(f"{len(gone)} result file(s) are gone from disk (e.g. {min(gone)}); `searcher prune` removes them from the catalog")
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     sys.stdout.write(format_query(good, fmt.value, wanted, terminal_width()))
     if html is not None and good:

@@ -85,6 +85,8 @@ class ProgressReporter:
 
 
 def rate_text(count: int, seconds: float, unit: str = "images") -> str:
-    """'12.3 s, 4.5 images/s' for a summary line."""
+    """'12.3 s, 4.5 images/s' for a summary line ('0.4 s' when nothing was read)."""
+    if count == 0:
+        return f"{seconds:.1f} s"
     rate = count / seconds if seconds > 0 else 0.0
     return f"{seconds:.1f} s, {rate:.1f} {unit}/s"

@@ -266,3 +266,31 @@ def test_every_default_command_runs_without_torch(photo_dir, tmp_path):
         assert result.returncode == 0, (args[0], result.stderr)
     info = subprocess.run([sys.executable, "-c", script, "info", "--catalog", str(catalog)], capture_output=True, text=True)
     assert "signature   ae" in info.stdout
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal_counts_images_and_shows_rate_and_eta(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for photo in PHOTOS[:20]:
+        shutil.copy(photo, folder)
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "searcher", "ingest", str(folder), "--catalog", str(tmp_path / "c"), "--signatures", "hist,mse,orb", "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=secondary, env={**os.environ, "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=300) == 0
+    os.close(main)
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert "extracting" in drawn and "ETA" in drawn and "/20" in drawn

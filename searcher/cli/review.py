@@ -369,11 +369,11 @@ def _print_groups(result, fmt: DupsFormat) -> None:
     elif fmt is DupsFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["group", "keep", "reference", "path", "score", "width", "height", "size"])
+        writer.writerow(["group", "keep", "path", "score", "width", "height", "size", "reference"])
         for g in result.groups:
             for m in g.members:
                 writer.writerow(
-                    [g.id, int(m is g.keep), int(m.path in g.protected), m.path, f"{m.score:.6f}", m.width, m.height, m.size]
+                    [g.id, int(m is g.keep), m.path, f"{m.score:.6f}", m.width, m.height, m.size, int(m.path in g.protected)]
                 )
         sys.stdout.write(buffer.getvalue())
     else:

@@ -241,8 +241,8 @@ def dups(
             raise UsageError(f"no such folder: {folder}")
     review = ReviewOptions(
         keep_rule=keep.value,
-        references=tuple(os.path.abspath(r) for r in reference or ()),
-        scope=tuple(os.path.abspath(p) for p in paths or ()),
+        references=tuple(os.path.realpath(r) for r in reference or ()),  # as ingest catalogues them
+        scope=tuple(os.path.realpath(p) for p in paths or ()),
     )
     with Catalog.open(catalog, create=False, warn=warn) as opened:
         _record_ignores(opened, ignore or [], ignore_pair)

@@ -37,7 +37,23 @@ DETERMINISM_VERSION = 1
 ROOT = WORK / f"determinism-v{DETERMINISM_VERSION}"
 RUNS = (("A", 1), ("A", 2), ("B", 1), ("B", 2), ("A", 2))
 THRESHOLDS = (0.5, 0.6)  # dups' default, and the one at which issue #15 saw the most splits
-DUPLICATES = {"half_q70": ["-resize", "50%", "-quality", "70"], "grey": ["-colorspace", "Gray", "-quality", "90"], "crop_border": ["-gravity", "center", "-crop", "80%x80%+0+0", "+repage", "-bordercolor", "white", "-border", "4%x4%", "-quality", "90"]}
+DUPLICATES = {
+    "half_q70": ["-resize", "50%", "-quality", "70"],
+    "grey": ["-colorspace", "Gray", "-quality", "90"],
+    "crop_border": [
+        "-gravity",
+        "center",
+        "-crop",
+        "80%x80%+0+0",
+        "+repage",
+        "-bordercolor",
+        "white",
+        "-border",
+        "4%x4%",
+        "-quality",
+        "90",
+    ],
+}
 
 
 def make_library() -> tuple[Path, list[Path]]:
@@ -60,10 +76,37 @@ def make_library() -> tuple[Path, list[Path]]:
     for p in photos[::2]:
         for name, args in DUPLICATES.items():
             _run([convert, f"{p}[0]", *args, str(base / f"{p.stem}__dup_{name}.jpg")])
-        _run([convert, f"{p}[0]", "-resize", "60%", "-background", "black", "-rotate", "4", "-quality", "60", str(queries_dir / f"{p.stem}__query.jpg")])
+        _run(
+            [
+                convert,
+                f"{p}[0]",
+                "-resize",
+                "60%",
+                "-background",
+                "black",
+                "-rotate",
+                "4",
+                "-quality",
+                "60",
+                str(queries_dir / f"{p.stem}__query.jpg"),
+            ]
+        )
     frames = ROOT / "frames"
     frames.mkdir()
-    _run([ff, "-v", "error", "-i", str(CORPUS / "video" / "vtest.avi"), "-fps_mode", "passthrough", "-frame_pts", "1", str(frames / "vtest_%04d.jpg")])
+    _run(
+        [
+            ff,
+            "-v",
+            "error",
+            "-i",
+            str(CORPUS / "video" / "vtest.avi"),
+            "-fps_mode",
+            "passthrough",
+            "-frame_pts",
+            "1",
+            str(frames / "vtest_%04d.jpg"),
+        ]
+    )
     for f in sorted(frames.iterdir()):
         i = int(f.stem.split("_")[1])
         if i % 8 == 0:
@@ -109,7 +152,22 @@ def one_run(exe: str, order: str, workers: int, queries: list[Path], tag: str) -
     groups, dups_s = {}, {}
     for threshold in THRESHOLDS:
         t = time.perf_counter()
-        dups = json.loads(_cli([exe, "dups", "--catalog", str(catalog), "--format", "json", "--workers", str(workers), "--threshold", str(threshold)]))
+        dups = json.loads(
+            _cli(
+                [
+                    exe,
+                    "dups",
+                    "--catalog",
+                    str(catalog),
+                    "--format",
+                    "json",
+                    "--workers",
+                    str(workers),
+                    "--threshold",
+                    str(threshold),
+                ]
+            )
+        )
         dups_s[str(threshold)] = round(time.perf_counter() - t, 1)
         groups[str(threshold)] = sorted(sorted(canonical(m["path"], order) for m in g["members"]) for g in dups["groups"])
     out = _cli([exe, "query", *map(str, queries), "--catalog", str(catalog), "--format", "jsonl", "--top", "10"])
@@ -118,7 +176,15 @@ def one_run(exe: str, order: str, workers: int, queries: list[Path], tag: str) -
         row = json.loads(line)
         tops[Path(row["query"]).name] = [canonical(h["path"], order) for h in row["results"]]
     log(f"run {tag}: ingest {ingest_s:.1f} s, dups {dups_s} s, groups {[len(g) for g in groups.values()]}")
-    return {"order": order, "workers": workers, "ingest_s": round(ingest_s, 1), "dups_s": dups_s, "groups": groups, "top10": tops, "load1": round(os.getloadavg()[0], 2)}
+    return {
+        "order": order,
+        "workers": workers,
+        "ingest_s": round(ingest_s, 1),
+        "dups_s": dups_s,
+        "groups": groups,
+        "top10": tops,
+        "load1": round(os.getloadavg()[0], 2),
+    }
 
 
 def _cli(cmd: list[str]) -> str:
@@ -149,7 +215,10 @@ def _compare_groups(ref_groups, other_groups) -> dict:
         "identical": a == b,
         "only_in_reference": len(a - b),
         "only_in_this_run": len(b - a),
-        "examples": {"only_in_reference": [list(g) for g in sorted(a - b)][:3], "only_in_this_run": [list(g) for g in sorted(b - a)][:3]},
+        "examples": {
+            "only_in_reference": [list(g) for g in sorted(a - b)][:3],
+            "only_in_this_run": [list(g) for g in sorted(b - a)][:3],
+        },
     }
 
 
@@ -175,11 +244,26 @@ def render(res: dict) -> str:
             sizes = sorted((len(g) for g in run["groups"][t]), reverse=True)
             g = cmp["groups"][t]
             cells += [f"{len(sizes)} ({', '.join(map(str, sizes[:4]))})", f"{g['only_in_this_run']} / {g['only_in_reference']}"]
-        cells += [f"{cmp['queries_with_different_top10_order']} / {cmp['queries_with_different_top10_set']}", str(cmp["queries_with_different_first_hit"]), str(run["ingest_s"]), " / ".join(map(str, run["dups_s"].values()))]
+        cells += [
+            f"{cmp['queries_with_different_top10_order']} / {cmp['queries_with_different_top10_set']}",
+            str(cmp["queries_with_different_first_hit"]),
+            str(run["ingest_s"]),
+            " / ".join(map(str, run["dups_s"].values())),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    same = all(all(g["identical"] for g in c["groups"].values()) and not c["queries_with_different_top10_order"] for c in res["comparisons"])
-    verdict = f"identical in all {len(res['runs'])} runs" if same else "NOT identical (see the table and results/determinism.json)"
-    lines += ["", f"Groups and top-10s: **{verdict}**.", "", "Candidate recall of the HNSW shortlist against brute force: not measurable through the CLI; left to the speed/scale bench."]
+    same = all(
+        all(g["identical"] for g in c["groups"].values()) and not c["queries_with_different_top10_order"]
+        for c in res["comparisons"]
+    )
+    verdict = (
+        f"identical in all {len(res['runs'])} runs" if same else "NOT identical (see the table and results/determinism.json)"
+    )
+    lines += [
+        "",
+        f"Groups and top-10s: **{verdict}**.",
+        "",
+        "Candidate recall of the HNSW shortlist against brute force: not measurable through the CLI; left to the speed/scale bench.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +279,18 @@ def main(argv=None) -> None:
     comparisons = [compare(runs[0], r) for r in runs]
     from bench.realedits_report import searcher_code_commit
 
-    res = {"searcher_code": searcher_code_commit(), "started": started, "total_s": round(time.time() - t0, 1), "machine": machine_info(), "files": len(list(base.iterdir())), "queries": len(queries), "load1_start": load_start, "load1_end": round(os.getloadavg()[0], 2), "runs": runs, "comparisons": comparisons}
+    res = {
+        "searcher_code": searcher_code_commit(),
+        "started": started,
+        "total_s": round(time.time() - t0, 1),
+        "machine": machine_info(),
+        "files": len(list(base.iterdir())),
+        "queries": len(queries),
+        "load1_start": load_start,
+        "load1_end": round(os.getloadavg()[0], 2),
+        "runs": runs,
+        "comparisons": comparisons,
+    }
     write_json(RESULTS / "determinism.json", res)
     (RESULTS / "determinism.md").write_text(render(res))
     print(render(res))

@@ -115,7 +115,13 @@ def run_queries(exe: str, catalog: Path, queries: list[Path], metric: str | None
                 rankings[os.path.realpath(row["query"])] = [_hit_key(h) for h in row["results"]]
         errors += [e for e in err.splitlines() if e.startswith("error")]
     wall = time.perf_counter() - start
-    timing = {"wall_s": round(wall, 2), "ms_per_query": round(1000 * wall / max(1, len(queries)), 1), "load1_before": round(load, 2), "errors": errors[:20], "n_errors": len(errors)}
+    timing = {
+        "wall_s": round(wall, 2),
+        "ms_per_query": round(1000 * wall / max(1, len(queries)), 1),
+        "load1_before": round(load, 2),
+        "errors": errors[:20],
+        "n_errors": len(errors),
+    }
     return rankings, timing
 
 
@@ -142,7 +148,16 @@ def score_image_set(image_set, rankings: dict[str, list[str]]) -> list[dict]:
         me = os.path.realpath(q.path)
         ranked = [r for r in rankings.get(me, []) if r != me][:K]
         relevant = {os.path.realpath(p) for p in q.relevant}
-        rows.append({"family": q.family, "edit": q.edit, "ap": average_precision(ranked, relevant), "top1": bool(ranked) and ranked[0] in relevant, "answered": me in rankings, "original": q.original.name})
+        rows.append(
+            {
+                "family": q.family,
+                "edit": q.edit,
+                "ap": average_precision(ranked, relevant),
+                "top1": bool(ranked) and ranked[0] in relevant,
+                "answered": me in rankings,
+                "original": q.original.name,
+            }
+        )
     return rows
 
 
@@ -152,7 +167,15 @@ def score_video(video, rankings: dict[str, list[str]]) -> list[dict]:
     for q in video.queries:
         ranked = rankings.get(os.path.realpath(q["path"]), [])
         first = by_path.get(ranked[0]) if ranked else None
-        rows.append({"family": q["family"], "variant": q["variant"], "frame": q["frame"], "top1_frame": first, "top1": first is not None and abs(first - q["frame"]) <= FRAME_TOLERANCE})
+        rows.append(
+            {
+                "family": q["family"],
+                "variant": q["variant"],
+                "frame": q["frame"],
+                "top1_frame": first,
+                "top1": first is not None and abs(first - q["frame"]) <= FRAME_TOLERANCE,
+            }
+        )
     return rows
 
 
@@ -226,7 +249,14 @@ def run(args) -> dict:
     sets = make_image_sets()
     video = make_video_set()
     gen_s = time.perf_counter() - gen_start
-    results = {"started": started, "cnn_available": cnn, "generation_s": round(gen_s, 1), "machine": machine_info(), "sets": {}, "video": None}
+    results = {
+        "started": started,
+        "cnn_available": cnn,
+        "generation_s": round(gen_s, 1),
+        "machine": machine_info(),
+        "sets": {},
+        "video": None,
+    }
     catalogs_dir = ROOT / "catalogs"
     for name, image_set in sets.items():
         if args.sets and name not in args.sets:
@@ -278,7 +308,14 @@ def _run_set(exe, cnn, image_set, root, catalogs_dir, args) -> dict:
     locations, ingest_t = _catalogs(exe, cnn, [root], catalogs_dir, image_set.name)
     queries = [q.path for q in image_set.copies]
     from dataclasses import replace
-    out = {"originals": len(image_set.originals), "copies": len(image_set.copies), "distractors": len(image_set.distractors), "ingest": ingest_t, "systems": {}}
+
+    out = {
+        "originals": len(image_set.originals),
+        "copies": len(image_set.copies),
+        "distractors": len(image_set.distractors),
+        "ingest": ingest_t,
+        "systems": {},
+    }
     ae_seen = {p.name for p in AE_TRAINING.glob("*")}
     out["originals_seen_by_ae_training"] = sorted(o.name for o in image_set.originals if o.name in ae_seen)
     for row, metric, cat in systems(cnn):
@@ -289,7 +326,9 @@ def _run_set(exe, cnn, image_set, root, catalogs_dir, args) -> dict:
         rankings, timing = run_queries(exe, locations[cat], [q.path for q in subset.copies], metric, K + 1)
         out["systems"][row] = _pack(score_image_set(subset, rankings), timing, ae_seen)
         out["systems"][row]["query_stride"] = stride
-        log(f"{image_set.name} {row}: mAP@10 {out['systems'][row]['map'] ['mean']['value']:.3f} ({timing['wall_s']} s, {timing['n_errors']} errors)")
+        log(
+            f"{image_set.name} {row}: mAP@10 {out['systems'][row]['map']['mean']['value']:.3f} ({timing['wall_s']} s, {timing['n_errors']} errors)"
+        )
     peers, peer_t = peer_rankings(_files_under(root), queries, root)
     for name, rankings in peers.items():
         out["systems"][name] = _pack(score_image_set(image_set, rankings), peer_t, ae_seen)
@@ -320,13 +359,22 @@ def _run_video(exe, cnn, video, catalogs_dir, args) -> dict:
         subset = replace(video, queries=_subset(video.queries, lambda q: q["variant"], stride))
         rankings, timing = run_queries(exe, locations[cat], [q["path"] for q in subset.queries], metric, K)
         rows = score_video(subset, rankings)
-        out["systems"][row] = {"acc1": _summarise(rows, "top1", VIDEO_FAMILIES), "timing": timing, "per_variant": _per_variant(rows), "query_stride": stride}
+        out["systems"][row] = {
+            "acc1": _summarise(rows, "top1", VIDEO_FAMILIES),
+            "timing": timing,
+            "per_variant": _per_variant(rows),
+            "query_stride": stride,
+        }
         log(f"video {row}: acc@1 {out['systems'][row]['acc1']['mean']['value']:.3f} ({timing['wall_s']} s)")
     frames = list(video.frames.values())
     peers, peer_t = peer_rankings(frames, queries, ROOT / "video")
     for name, rankings in peers.items():
         rows = score_video(video, rankings)
-        out["systems"][name] = {"acc1": _summarise(rows, "top1", VIDEO_FAMILIES), "timing": peer_t, "per_variant": _per_variant(rows)}
+        out["systems"][name] = {
+            "acc1": _summarise(rows, "top1", VIDEO_FAMILIES),
+            "timing": peer_t,
+            "per_variant": _per_variant(rows),
+        }
     return out
 
 

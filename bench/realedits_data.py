@@ -131,7 +131,20 @@ def _window(bar: str, edge: str, top: int, bottom: int, extra_draw: list[str]):
         draws = []
         for d in extra_draw:
             draws += ["-draw", d]
-        out = ["-resize", "200%", "-bordercolor", edge, "-border", "6", "-background", bar, "-gravity", "north", "-splice", f"0x{top}"]
+        out = [
+            "-resize",
+            "200%",
+            "-bordercolor",
+            edge,
+            "-border",
+            "6",
+            "-background",
+            bar,
+            "-gravity",
+            "north",
+            "-splice",
+            f"0x{top}",
+        ]
         if bottom:
             out += ["-gravity", "south", "-splice", f"0x{bottom}"]
         return out + ["+gravity", *draws]
@@ -190,7 +203,11 @@ EDITS: dict[str, list[tuple[str, object, str]]] = {
         ),
         ("browser", _window("#f1f3f4", "#dadce0", 84, 0, _TRAFFIC + ["fill white roundrectangle 100,48 900,74 12,12"]), "jpg"),
     ],
-    "formats": [(f"{fmt}_{side}", _fixed("-resize", f"{side}x{side}"), fmt) for side in (320, 640, 1280) for fmt in ("png", "webp", "tiff", "bmp")],
+    "formats": [
+        (f"{fmt}_{side}", _fixed("-resize", f"{side}x{side}"), fmt)
+        for side in (320, 640, 1280)
+        for fmt in ("png", "webp", "tiff", "bmp")
+    ],
 }
 # JPEG quality of each output: q40 for the screenshots, 90 otherwise.
 _QUALITY = {"screenshot": "40"}
@@ -316,7 +333,11 @@ def make_image_sets(jobs: int = 2) -> dict[str, ImageSet]:
         _prune(root / "copies", {q.path for q in copies})
         for q in copies:
             q.relevant = [q.original] + [c.path for c in copies if c.original == q.original and c.path != q.path]
-        others = [p for s, ps in members.items() if s != set_name and s != "skimage" for p in ps] if set_name != "skimage" else corpus_photos()
+        others = (
+            [p for s, ps in members.items() if s != set_name and s != "skimage" for p in ps]
+            if set_name != "skimage"
+            else corpus_photos()
+        )
         distractors = [_copy(p, root / "distractors" / "photos" / p.name) for p in others]
         distractors += [_copy(p, root / "distractors" / "pairs" / p.name) for p in pairs]
         sets[set_name] = ImageSet(set_name, stored, copies, distractors)
@@ -367,8 +388,16 @@ def make_video_set(clip: Path | None = None) -> VideoSet | None:
         shutil.rmtree(tmp)
         encodes = {
             "lowres_mpeg4": (["-vf", "scale=176:144", "-c:v", "mpeg4", "-b:v", "40k"], "avi", []),
-            "lowres_x264": (["-vf", "scale=176:144", "-c:v", "libx264", "-crf", "45", "-preset", "veryfast", "-bf", "0"], "avi", []),
-            "glitch": (["-c:v", "mpeg4", "-q:v", "4", "-bsf:v", "noise=amount=8000"], "avi", ["-err_detect", "ignore_err", "-ec", "favor_inter+guess_mvs+deblock"]),
+            "lowres_x264": (
+                ["-vf", "scale=176:144", "-c:v", "libx264", "-crf", "45", "-preset", "veryfast", "-bf", "0"],
+                "avi",
+                [],
+            ),
+            "glitch": (
+                ["-c:v", "mpeg4", "-q:v", "4", "-bsf:v", "noise=amount=8000"],
+                "avi",
+                ["-err_detect", "ignore_err", "-ec", "favor_inter+guess_mvs+deblock"],
+            ),
         }
         for variant, (args, ext, decode_args) in encodes.items():
             enc = root / f"{variant}.{ext}"

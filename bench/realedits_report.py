@@ -24,7 +24,9 @@ def searcher_code_commit() -> str:
     import subprocess
 
     try:
-        return subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", "searcher"], cwd=BENCH.parent, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "log", "-1", "--format=%h %cs", "--", "searcher"], cwd=BENCH.parent, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return "unknown"
 
@@ -54,7 +56,12 @@ def _video_table(video: dict) -> list[str]:
         a = sysres["acc1"]
         stride = sysres.get("query_stride", 1)
         label = name + (f" (1 query in {stride})" if stride > 1 else "")
-        cells = [_f(a[f]["value"]) for f in VIDEO_FAMILIES] + [f"**{_f(a['mean']['value'])}**"] + [_f(sysres["per_variant"].get(v)) for v in variants] + [str(a["mean"]["n"])]
+        cells = (
+            [_f(a[f]["value"]) for f in VIDEO_FAMILIES]
+            + [f"**{_f(a['mean']['value'])}**"]
+            + [_f(sysres["per_variant"].get(v)) for v in variants]
+            + [str(a["mean"]["n"])]
+        )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -85,10 +92,16 @@ def _versus_peers(results: dict) -> list[str]:
     if not held or "searcher default" not in held["systems"]:
         return []
     lines = ["| family | searcher default | best peer | margin |", "|---|---:|---|---:|"]
-    rows = [(f, held["systems"], "map") for f in IMAGE_FAMILIES] + ([(f, video["systems"], "acc1") for f in VIDEO_FAMILIES] if video else [])
+    rows = [(f, held["systems"], "map") for f in IMAGE_FAMILIES] + (
+        [(f, video["systems"], "acc1") for f in VIDEO_FAMILIES] if video else []
+    )
     for fam, systems, key in rows:
         ours = systems["searcher default"][key][fam]["value"]
-        peers = [(v[key][fam]["value"], name) for name, v in systems.items() if not name.startswith("searcher") and v[key][fam]["value"] is not None]
+        peers = [
+            (v[key][fam]["value"], name)
+            for name, v in systems.items()
+            if not name.startswith("searcher") and v[key][fam]["value"] is not None
+        ]
         if ours is None or not peers:
             continue
         best, name = max(peers)
@@ -99,10 +112,14 @@ def _versus_peers(results: dict) -> list[str]:
 def _timings(results: dict) -> list[str]:
     lines = ["| catalog | images | ingest s (2 workers) | 1-min load before |", "|---|---:|---:|---:|"]
     for name, s in [*results["sets"].items(), *([("video", results["video"])] if results.get("video") else [])]:
-        for variant, t in s["ingest"].items():
+        for _variant, t in s["ingest"].items():
             total = sum(v for k, v in t["summary"].items() if k in ("added", "updated", "moved", "unchanged"))
             lines.append(f"| {name} ({t['signatures']}) | {total} | {t['wall_s']} | {t['load1_before']} |")
-    lines += ["", "| set | system | queries | wall s (2 CLI processes) | ms per query | 1-min load before |", "|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| set | system | queries | wall s (2 CLI processes) | ms per query | 1-min load before |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for name, s in [*results["sets"].items(), *([("video", results["video"])] if results.get("video") else [])]:
         for sys_name, r in s["systems"].items():
             t = r["timing"]
@@ -127,11 +144,21 @@ def body(results: dict) -> str:
         "# Real-world edits (ImageMagick / ffmpeg), searched through the CLI",
         "",
         f"Command: `python -m bench.realedits`. Run {results['started']} to {results['finished']} ({results['total_s']:.0f} s, "
-        + (f"generation {results['generation_s']:.0f} s of it)" if results["generation_s"] >= 5 else "generated copies reused from bench/work/)") + f"; checkout {m['searcher_commit']}, searcher/ code as of commit {results.get('searcher_code', '?')}; cnn signature "
+        + (
+            f"generation {results['generation_s']:.0f} s of it)"
+            if results["generation_s"] >= 5
+            else "generated copies reused from bench/work/)"
+        )
+        + f"; checkout {m['searcher_commit']}, searcher/ code as of commit {results.get('searcher_code', '?')}; cnn signature "
         f"{'available' if results['cnn_available'] else 'not available in this build (no cnn rows)'}. "
         f"1-min load average at start {results['load1_start'][0]}, at end {results['load1_end'][0]} (2 cores, shared with other jobs).",
         "",
-        "Sets: " + "; ".join(f"{k}: {v['originals']} originals, {v['copies']} copies (= queries), {v['distractors']} distractors" for k, v in sets.items()) + ".",
+        "Sets: "
+        + "; ".join(
+            f"{k}: {v['originals']} originals, {v['copies']} copies (= queries), {v['distractors']} distractors"
+            for k, v in sets.items()
+        )
+        + ".",
         "",
         "Families (copies per original, each edit one ImageMagick call):",
         *_families(),
@@ -146,7 +173,10 @@ def body(results: dict) -> str:
             out += [f"## {'accuracy@1' if key == 'acc1' else 'mAP@10'}, {title}", "", *_image_table(sets[set_name], key), ""]
             if key == "map_originals_unseen_by_ae":
                 seen = sets[set_name].get("originals_seen_by_ae_training", [])
-                out += [f"({len(seen)} of {sets[set_name]['originals']} held-out originals are in sample_data/photos, the autoencoder's training photos, and are left out of this table.)", ""]
+                out += [
+                    f"({len(seen)} of {sets[set_name]['originals']} held-out originals are in sample_data/photos, the autoencoder's training photos, and are left out of this table.)",
+                    "",
+                ]
     if results.get("video"):
         v = results["video"]
         out += [
@@ -199,7 +229,11 @@ def readme_section(results: dict) -> str:
             "",
             f"Latest figures (results/realedits.md; run {results['started']}, 1-min load {results['load1_start'][0]} -> {results['load1_end'][0]} on 2 cores, "
             f"searcher/ code of commit {results.get('searcher_code', '?')}, "
-            + ("**measured on the pre-refactor code, without the cnn signature**" if not results["cnn_available"] else "cnn signature available")
+            + (
+                "**measured on the pre-refactor code, without the cnn signature**"
+                if not results["cnn_available"]
+                else "cnn signature available"
+            )
             + "): held-out originals, mAP@10 per image family and video acc@1:",
             "",
             *held,
@@ -234,7 +268,10 @@ def _readme_notes(results: dict) -> list[str]:
         import json
 
         d = json.loads(det.read_text())
-        same = all(all(g["identical"] for g in c["groups"].values()) and not c["queries_with_different_top10_order"] for c in d["comparisons"])
+        same = all(
+            all(g["identical"] for g in c["groups"].values()) and not c["queries_with_different_top10_order"]
+            for c in d["comparisons"]
+        )
         lines += [
             f"Determinism (results/determinism.md, run {d['started']}): {d['files']} files ingested in 2 file orders x 1/2 workers",
             f"({len(d['runs'])} fresh catalogs): dups groups at t = {', '.join(d['runs'][0]['groups'])} and the top-10 of {d['queries']} queries "

@@ -125,6 +125,8 @@ def test_wide_columns_and_paths_formats(deep_catalog):
         "query", query, "--catalog", location.directory, "--columns", "mse,orb_inliers", "--top", "3"
     ).stdout.splitlines()
     assert picked[1].split() == ["rank", "score", "verdict", "mse", "orb_inliers", "path"]
+    with pytest.raises(UsageError, match="no score named 'speed'"):
+        cli("query", query, "--catalog", location.directory, "--columns", "mse,speed")
     paths = cli("query", query, folder, "--catalog", location.directory, "--format", "paths", "--top", "2").stdout.splitlines()
     assert len(paths) == 2 * 9 and all(os.path.isabs(p) and os.path.isfile(p) for p in paths)
 

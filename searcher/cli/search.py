@@ -156,6 +156,10 @@ def query(
     if gone:
         warn(f"{len(gone)} result file(s) are gone from disk (e.g. {min(gone)}); `searcher prune` removes them from the catalog")
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    present = {k for r in good for h in r.hits for k in h.scores}
+    unknown = [c for c in wanted or () if present and c not in present]
+    if unknown:
+        raise UsageError(f"no score named {unknown[0]!r} here; --columns takes {', '.join(sorted(present))}")
     sys.stdout.write(format_query(good, fmt.value, wanted, terminal_width()))
     if html is not None and good:
         from searcher.report import write_query_html

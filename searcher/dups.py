@@ -61,7 +61,7 @@ class DupsResult:
     candidate_pairs: int = 0
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
-    ignored_groups: int = 0  # groups found but marked "not duplicates", left out
+    ignored_groups: int = 0  # groups found but marked "not duplicates" by a reviewer, left out
     review: ReviewCounts = field(default_factory=ReviewCounts)  # what searcher.group_review left out
     threshold: float = DEFAULT_THRESHOLD
     neighbours: int = DEFAULT_NEIGHBOURS

@@ -73,16 +73,17 @@ class StateRow(Base):
 
 
 class IgnoredGroupRow(Base):
-    """A group a reviewer marked "not duplicates" (migration 0003), by its content-based id."""
+    """A group a reviewer marked "not duplicates", by its id ("g" + the smallest sha256 of its members):
+    keyed by content, so the decision survives renames, moves and a re-ingest."""
 
     __tablename__ = "ignored_groups"
 
     group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created: Mapped[str] = mapped_column(String(32))
+    created: Mapped[str] = mapped_column(String(32))  # ISO 8601, UTC
 
 
 class IgnoredPairRow(Base):
-    """Two contents (sha256, sha_a < sha_b) a reviewer marked "not duplicates" (migration 0003)."""
+    """Two contents (sha256, sha_a < sha_b) a reviewer marked "not duplicates of each other"."""
 
     __tablename__ = "ignored_pairs"
 

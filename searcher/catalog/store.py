@@ -8,7 +8,6 @@ an ingest go through one `Batch` (a transaction) at a time.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 from sqlalchemy import Engine, delete, func, select, update
@@ -162,14 +161,14 @@ class Store:
             session.execute(update(ImageRow).where(ImageRow.path == path).values(size=size, mtime_ns=mtime_ns))
             session.commit()
 
-    # ---- review decisions and files set aside (migrations 0003, 0004) ----
+    # ---- review decisions: "not duplicates" ----
 
     def add_ignored_group(self, group_id: str) -> None:
-        """Record that the group with this id is not a group of duplicates (idempotent)."""
+        """Record a group id as "not duplicates" (idempotent)."""
         with self.session() as session:
             if session.get(IgnoredGroupRow, group_id) is None:
                 session.add(IgnoredGroupRow(group_id=group_id, created=_now()))
-            session.commit()
+                session.commit()
 
     def remove_ignored_group(self, group_id: str) -> bool:
         """Forget that decision; False when there was none."""
@@ -179,12 +178,19 @@ class Store:
         return bool(removed)
 
     def add_ignored_pair(self, sha_a: str, sha_b: str) -> None:
-        """Record that the files with these two contents are not duplicates of each other (idempotent)."""
+        """Record two contents as "not duplicates of each other" (idempotent, either order)."""
         a, b = sorted((sha_a, sha_b))
         with self.session() as session:
             if session.get(IgnoredPairRow, (a, b)) is None:
                 session.add(IgnoredPairRow(sha_a=a, sha_b=b, created=_now()))
+                session.commit()
+
+    def remove_ignored_pair(self, sha_a: str, sha_b: str) -> bool:
+        a, b = sorted((sha_a, sha_b))
+        with self.session() as session:
+            removed = session.execute(delete(IgnoredPairRow).where(IgnoredPairRow.sha_a == a, IgnoredPairRow.sha_b == b)).rowcount
             session.commit()
+        return bool(removed)
 
     def ignored_group_ids(self) -> set[str]:
         with self.session() as session:
@@ -193,7 +199,9 @@ class Store:
     def ignored_pairs(self) -> set[tuple[str, str]]:
         """(sha_a, sha_b) with sha_a < sha_b."""
         with self.session() as session:
-            return {(r.sha_a, r.sha_b) for r in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
+            return {(row.sha_a, row.sha_b) for row in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
+
+    # ---- files set aside for review (migration 0004) ----
 
     def repoint_for_review(self, old: str, new: str, log: str | None) -> bool:
         """Like repoint, and the row is marked set aside for review (`log`: the move log), or, with
@@ -328,10 +336,12 @@ class Batch:
         return children
 
 
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def _generation(session: Session) -> int:
     row = session.get(StateRow, GENERATION_KEY)
     return int(row.value) if row else 0
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -344,7 +344,7 @@ def _review_groups(catalog: Catalog, members, pairs, scores, review, reporter, r
     linked = np.flatnonzero(scores >= result.threshold)
     ignored = catalog.store.ignored_pairs()
     if ignored:
-        linked = linked[[tuple(sorted((members[a].sha256, members[b].sha256))) not in ignored for a, b in pairs[linked]]]
+        linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]]
     result.linked_pairs = len(linked)
     groups, result.review = prepare_groups(_groups(members, pairs[linked], scores[linked]), review, group_id)
     if result.review.missing:
@@ -355,6 +355,10 @@ def _review_groups(catalog: Catalog, members, pairs, scores, review, reporter, r
     ignored_groups = catalog.store.ignored_group_ids()
     result.groups = [g for g in groups if g.id not in ignored_groups]
     result.ignored_groups = len(groups) - len(result.groups)
+
+
+def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:
+    return tuple(sorted((members[a].sha256, members[b].sha256)))
 
 
 def _verified_scores(

@@ -29,8 +29,8 @@ from searcher.features.histogram import METHODS, HistogramExtractor
 if TYPE_CHECKING:
     from searcher.catalog import Catalog
 
-METRICS = ("fused", "hist", "mse", "ae", "orb")
-VECTOR_METRICS = ("hist", "mse", "ae")
+METRICS = ("fused", "hist", "mse", "ae", "cnn", "orb")
+VECTOR_METRICS = ("hist", "mse", "ae", "cnn")
 SHORTLIST = 100  # neighbours asked of each index (at least 5x --top)
 RERANK_DEPTH = 30  # fused candidates verified with ORB (at least 2x --top; 3x that for --metric orb)
 
@@ -46,6 +46,19 @@ class Hit:
     time: float | None = None
     box: tuple[int, ...] | None = None
 
+    def to_dict(self, rank: int) -> dict:
+        """The hit as `searcher query --format json/jsonl` and `searcher serve` print it."""
+        entry = {
+            "rank": rank,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+        }
+        entry["id"] = self.image_id  # the catalog id: what `searcher serve` names images by
+        if self.frame is not None:  # a video frame or person crop: path is the video
+            entry.update(frame=self.frame, time=round(self.time, 3), box=list(self.box) if self.box else None)
+        return entry
+
 
 @dataclass
 class QueryResult:
@@ -53,6 +66,10 @@ class QueryResult:
     hits: list[Hit] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict:
+        """One line of `searcher query --format jsonl`: {"query": ..., "results": [hit, ...]}."""
+        return {"query": self.query, "results": [hit.to_dict(rank) for rank, hit in enumerate(self.hits, 1)]}
 
 
 def available_metrics(catalog: Catalog) -> tuple[str, ...]:

@@ -161,6 +161,21 @@ class Store:
             session.execute(update(ImageRow).where(ImageRow.path == path).values(size=size, mtime_ns=mtime_ns))
             session.commit()
 
+    def entry(self, image_id: int) -> dict | None:
+        """One row as a reviewer sees it: id, path (for a frame or crop: its video's), kind, status, sha256,
+        width, height, size, and for a frame or crop frame, time and box ("x,y,w,h"); None when absent."""
+        parent = aliased(ImageRow)
+        query = select(ImageRow, parent.path).outerjoin(parent, ImageRow.parent_id == parent.id).where(ImageRow.id == image_id)
+        with self.session() as session:
+            found = session.execute(query).first()
+        if found is None:
+            return None
+        row, video_path = found
+        entry = {k: getattr(row, k) for k in ("id", "kind", "status", "sha256", "width", "height", "size")}
+        entry["path"] = video_path or row.path
+        entry["frame"], entry["time"], entry["box"] = (row.frame_index, row.time_s, row.box) if video_path else (None, None, None)
+        return entry
+
     # ---- review decisions: "not duplicates" ----
 
     def add_ignored_group(self, group_id: str) -> None:

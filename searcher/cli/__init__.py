@@ -1,7 +1,8 @@
 """Command line: parse, call one library function, print. Results on stdout, the rest on stderr.
 
-The commands live in searcher.cli.search (ingest, query, train, reindex, prune) and searcher.cli.review
-(compare, dups, undo, info); searcher.cli.output formats results, searcher.cli.progress draws progress; this module builds the app and turns errors into exit codes.
+The commands live in searcher.cli.search (ingest, query, train, reindex, prune), searcher.cli.review
+(compare, dups, undo, info) and searcher.cli.serve (serve); searcher.cli.output formats results,
+searcher.cli.progress draws progress; this module builds the app and turns errors into exit codes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 import typer
 
-from searcher.cli import review, search
+from searcher.cli import review, search, serve
 from searcher.cli.common import err, out
 from searcher.errors import SearcherError
 
@@ -41,6 +42,7 @@ def _root(
 
 search.register(app)
 review.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -125,21 +125,9 @@ def query_table(results, columns: list[str] | None, width: int | None, wide: boo
     return "\n\n".join(blocks)
 
 
-def hit_dict(rank: int, hit) -> dict:
-    entry = {
-        "rank": rank,
-        "path": hit.path,
-        "score": round(hit.score, 6),
-        "scores": {k: round(v, 6) for k, v in hit.scores.items()},
-    }
-    entry["id"] = hit.image_id  # the catalog id: what `searcher serve` names images by
-    if hit.frame is not None:  # a video frame or person crop: path is the video
-        entry.update(frame=hit.frame, time=round(hit.time, 3), box=list(hit.box) if hit.box else None)
-    return entry
-
-
 def result_dict(result) -> dict:
-    return {"query": result.query, "results": [hit_dict(rank, hit) for rank, hit in enumerate(result.hits, 1)]}
+    """One line of --format jsonl (QueryResult.to_dict: the same object `searcher serve` returns)."""
+    return result.to_dict()
 
 
 def query_csv(results) -> str:

@@ -36,6 +36,7 @@ class Metric(str, Enum):
     hist = "hist"
     mse = "mse"
     ae = "ae"
+    cnn = "cnn"
     orb = "orb"
 
 

@@ -8,12 +8,12 @@ from searcher.features.histogram import HistogramExtractor
 from searcher.features.orb import OrbExtractor
 from searcher.features.thumbnail import ThumbnailExtractor
 
-ALL_SIGNATURES = ("hist", "mse", "orb", "ae")
-DEFAULT_SIGNATURES = ALL_SIGNATURES
+ALL_SIGNATURES = ("hist", "mse", "orb", "ae", "cnn")
+DEFAULT_SIGNATURES = ("hist", "mse", "orb", "ae")
 
 
 def build_extractor(name: str) -> Extractor:
-    """One extractor by name. The autoencoder module is imported only when asked for (torch is heavy)."""
+    """One extractor by name. The autoencoder and cnn modules are imported only when asked for."""
     if name == "hist":
         return HistogramExtractor()
     if name == "mse":
@@ -24,6 +24,10 @@ def build_extractor(name: str) -> Extractor:
         from searcher.features.autoencoder import AutoencoderExtractor
 
         return AutoencoderExtractor()
+    if name == "cnn":
+        from searcher.features.cnn import CnnExtractor
+
+        return CnnExtractor()
     raise UsageError(f"unknown signature {name!r}; choose from {', '.join(ALL_SIGNATURES)}")
 
 

@@ -162,7 +162,7 @@ def test_version():
     assert result.exit_code == 0 and re.fullmatch(r"searcher \d+\.\d+\.\d+\S*", result.stdout.strip())
 
 
-@pytest.mark.parametrize("command", ["ingest", "query", "dups", "train", "undo", "prune", "compare", "info", "reindex"])
+@pytest.mark.parametrize("command", ["ingest", "query", "dups", "train", "undo", "prune", "compare", "info", "reindex", "serve"])
 def test_help_keeps_bracketed_text_and_has_no_bool_metavar(command):
     text = " ".join(cli(command, "--help", terminal_width=400).stdout.split())  # as written, not wrapped
     assert "<bool>" not in text

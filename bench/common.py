@@ -16,7 +16,14 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORK = Path(os.environ.get("BENCH_WORK", BENCH / "work"))  # git-ignored: generated files, catalogs
 RESULTS = BENCH / "results"  # committed: tables, JSON, plots
-CORPUS = Path(os.environ.get("SEARCHER_CORPUS", REPO.parent / "shared" / "corpus"))
+# $SEARCHER_CORPUS, else shared/corpus beside the repository (or beside the folder of worktrees)
+CORPUS = Path(
+    os.environ.get("SEARCHER_CORPUS")
+    or next(
+        (p for p in (REPO.parent / "shared" / "corpus", REPO.parent.parent / "shared" / "corpus") if p.exists()),
+        REPO.parent / "shared" / "corpus",
+    )
+)
 SEED = 20240611  # every random choice of the benchmark derives from this
 
 

@@ -163,6 +163,43 @@ def recall_worker(catalog: str, queries: list[str], k: int = 100) -> dict:
     return {"k": k, "shortlist": SHORTLIST, "recall": out}
 
 
+def dups_worker(catalog: str, workers: int = 2, recall: bool = True) -> dict:
+    """One `find_duplicates` on a catalog, in its own process (its own peak RSS): seconds per stage,
+    pairs, pairs/s, peak RSS of this process and of the largest verification worker; with `recall`,
+    the share of the candidate pairs an exact kNN scan of the same vectors finds that the HNSW
+    searches found too (computed after the timed run)."""
+    import resource
+
+    from bench.speed import peak_rss_mb
+    from searcher import Catalog, dups
+    from searcher.catalog import vectors
+
+    clock = time.perf_counter()
+    with Catalog.open(Path(catalog), create=False) as cat:
+        result = cat.duplicates(workers=workers)
+        wall = time.perf_counter() - clock
+        out = {
+            "n": result.images, "seconds": wall, "timings": result.timings, "candidate_pairs": result.candidate_pairs,
+            "verified_pairs": result.verified_pairs, "linked_pairs": result.linked_pairs, "groups": len(result.groups),
+            "largest_group": max((len(g.members) for g in result.groups), default=0),
+            "candidate_pairs_per_s": result.candidate_pairs / wall,
+            "verified_pairs_per_s": result.verified_pairs / max(result.timings.get("verify", 0.0), 1e-9),
+            "peak_rss_mb": peak_rss_mb(), "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "exact_limit": vectors.EXACT_LIMIT,
+        }  # fmt: skip
+        if recall and result.images > vectors.EXACT_LIMIT:
+            members = dups._file_rows(cat)
+            ids = np.array([m.image_id for m in members], dtype=np.int64)
+            indexes = {k: v for k, v in cat.indexes.items() if k in dups.FUSED_SIGNATURES}
+            stored = {k: dups._stored_vectors(v, ids) for k, v in indexes.items()}
+            found = dups._candidate_pairs(indexes, stored, ids, dups.DEFAULT_NEIGHBOURS, dups.Reporter())
+            vectors.EXACT_LIMIT = 10**9
+            exact = dups._candidate_pairs(indexes, stored, ids, dups.DEFAULT_NEIGHBOURS, dups.Reporter())
+            common = len({tuple(p) for p in found.tolist()} & {tuple(p) for p in exact.tolist()})
+            out["candidate_recall_vs_exact"] = common / max(len(exact), 1)
+    return out
+
+
 def snapshot_dir(signatures, n: int) -> Path:
     return WORK / "catalogs" / f"scale-{'-'.join(signatures)}-n{n}"
 
@@ -285,6 +322,8 @@ def _recall(catalog: Path, queries: list[str]) -> dict:
 if __name__ == "__main__":
     if sys.argv[1] == "grow":
         grow(quick="--quick" in sys.argv)
+    elif sys.argv[1] == "dups":  # python -m bench.scale dups CATALOG [WORKERS]
+        print(json.dumps(dups_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2), indent=1))
     elif sys.argv[1] == "recall-worker":
         spec = json.loads(Path(sys.argv[2]).read_text())
         print(json.dumps(recall_worker(spec["catalog"], spec["queries"])))

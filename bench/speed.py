@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -361,7 +362,88 @@ def signature_sizes(catalog: Path) -> dict:
     return {name: {"avg_bytes": avg, "count": n} for name, avg, n in rows}
 
 
+# ---------------------------------------------------------------- ingest / pHash, interleaved (python -m bench.speed ratio)
+
+_INGEST_ONCE = (
+    "import json, sys, time\n"
+    "from pathlib import Path\n"
+    "from bench.speed import ingest_once\n"
+    "wall, counts = ingest_once([sys.argv[1]], Path(sys.argv[2]), int(sys.argv[3]), tuple(sys.argv[4].split(',')))\n"
+    "print(json.dumps({'wall': wall, 'counts': counts}))\n"
+)
+
+
+def _ingest_subprocess(checkout: Path, root: str, catalog: Path, workers: int, signatures) -> float:
+    """Seconds of one from-scratch ingest (timed inside a fresh process running `checkout`'s code)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _INGEST_ONCE, root, str(catalog), str(workers), ",".join(signatures)],
+        cwd=checkout, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(checkout)},
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])["wall"]
+
+
+def ingest_ratio(files: list[Path], signatures, rounds: int = 3, baseline: Path | None = None) -> dict:
+    """Ingest throughput over pHash throughput at 1 and 2 processes, measured in turn in every round
+    (pHash, then this checkout's ingest, then `baseline`'s when given), so that the shared machine's
+    load weighs on each alike; medians over the rounds, and the 1-min load before each round."""
+    folder = WORK / f"speed-ratio-{len(files)}"  # exactly these files: ingest takes a folder
+    if not folder.exists() or len(list(folder.iterdir())) != len(files):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, folder / f.name)
+    paths = sorted(str(p) for p in folder.iterdir())
+    root = str(folder)
+    for p in paths:  # page cache
+        Path(p).read_bytes()
+    checkouts = {"ingest": REPO, **({"baseline ingest": Path(baseline)} if baseline else {})}
+    runs: dict[str, list[float]] = {}
+    loads = []
+    for _ in range(rounds):
+        loads.append(load1())
+        for processes in (1, 2):
+            runs.setdefault(f"imagehash pHash, {processes}p", []).append(throughput(_phash, paths, processes))
+            for label, checkout in checkouts.items():
+                wall = _ingest_subprocess(checkout, root, WORK / "catalogs" / "ratio", processes, signatures)
+                runs.setdefault(f"{label}, {processes}p", []).append(len(paths) / wall)
+    out = {
+        "files": len(paths),
+        "signatures": list(signatures),
+        "loads": loads,
+        "files_per_s": {k: median(v) for k, v in runs.items()},
+    }
+    out["runs"] = runs
+    for label in checkouts:
+        for processes in (1, 2):
+            out[f"{label} / pHash, {processes}p"] = median(
+                i / p for i, p in zip(runs[f"{label}, {processes}p"], runs[f"imagehash pHash, {processes}p"])
+            )
+    return out
+
+
+def _ratio_main(argv: list[str]) -> None:
+    import argparse
+
+    from bench.common import available_signatures
+    from bench.dataset import speed_sets
+
+    parser = argparse.ArgumentParser(prog="python -m bench.speed ratio", description=ingest_ratio.__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=600, help="the first N files of the 640 px speed set")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout to time in the same rounds (e.g. main)")
+    parser.add_argument(
+        "--signatures", default=",".join(available_signatures()), help="default: every default signature that loads"
+    )
+    args = parser.parse_args(argv)
+    result = ingest_ratio(speed_sets()["s640"][: args.files], tuple(args.signatures.split(",")), args.rounds, args.baseline)
+    print(json.dumps(result, indent=1))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "query-worker":
+    if sys.argv[1] == "ratio":
+        _ratio_main(sys.argv[2:])
+    elif sys.argv[1] == "query-worker":
         spec = json.loads(Path(sys.argv[2]).read_text())
         print(json.dumps(query_worker(spec["catalog"], spec["queries"], spec["repeats"])))

@@ -7,7 +7,10 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
 2. Exact fused score of each candidate pair from the stored vectors, as a query computes it: the mean
    of hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae cosine.
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
-   homography inliers. The pair rule is searcher.scoring's: score = (fused + orb) / 2 >= threshold,
+   homography inliers. Pairs go best fused score first, in chunks; a pair whose images are already
+   linked through verified pairs is skipped (it cannot change a group), which is decided with the
+   links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
+   The pair rule is searcher.scoring's: score = (fused + orb) / 2 >= threshold,
    orb = clip((inliers - 8) / 24, 0, 1). From its fused score each pair needs a number of inliers;
    the homography is skipped when there are fewer matches than that (exact). ORB is not
    flip-invariant, so a pair whose thumbnails match best with one mirrored, and closely (mse
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -51,6 +53,7 @@ __all__ = ["DupsResult", "Group", "Member", "choose_keep", "find_duplicates", "g
 DEFAULT_NEIGHBOURS = 10
 MIRROR_SIMILARITY = 0.9  # mse similarity, mirrored, from which a pair gets the mirror check
 CHUNK = 1024  # candidate pairs per verification task
+WINDOW = 8  # verification tasks in flight (fixed: the pairs skipped must not depend on the worker count)
 SCORE_BLOCK = 8192  # candidate pairs scored at once (bounded memory)
 
 
@@ -119,14 +122,20 @@ class _UnionFind:
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
 
+    def linked(self, a, b) -> bool:
+        return self.find(int(a)) == self.find(int(b))
+
 
 def _file_rows(catalog: Catalog) -> list[Member]:
-    """Catalog rows that are image files (status ok, an absolute path: not a video frame key)."""
-    return [
+    """Catalog rows that are image files (status ok, an absolute path: not a video frame key), in a
+    canonical order, by (sha256, path): positions, pair directions and tie-breaks follow it, never
+    the image ids (which follow the order files were ingested in)."""
+    rows = [
         Member(r.id, r.path, r.sha256 or "", r.width or 0, r.height or 0, r.size or 0, r.mtime_ns or 0)
         for r in catalog.store.ok_rows()
         if os.path.isabs(r.path)
     ]
+    return sorted(rows, key=lambda m: (m.sha256, m.path))
 
 
 def _stored_vectors(index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,47 +234,6 @@ def _verify_task(task: tuple[np.ndarray, np.ndarray, dict[int, bytes]]) -> np.nd
     return out
 
 
-def _verify(catalog: Catalog, pairs_ids: np.ndarray, needed: np.ndarray, workers: int, reporter: Reporter) -> np.ndarray:
-    """RANSAC inliers of each pair of image ids (0 where it was not worth running, see match_orb)."""
-    inliers = np.zeros(len(pairs_ids), dtype=np.int64)
-    if not len(pairs_ids):
-        return inliers
-    orb = catalog.extractors["orb"]
-    blobs = catalog.store.signatures_by_ids("orb", orb.version, sorted({int(i) for i in pairs_ids.ravel()}))
-
-    def task(start: int):
-        chunk = pairs_ids[start : start + CHUNK]
-        return chunk, needed[start : start + CHUNK], {int(i): blobs[int(i)] for i in np.unique(chunk) if int(i) in blobs}
-
-    starts = range(0, len(pairs_ids), CHUNK)
-    reporter.start(len(pairs_ids), "ORB verification")
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(starts) <= 2:
-        for start in starts:
-            inliers[start : start + CHUNK] = _verify_task(task(start))
-            reporter.advance(min(CHUNK, len(pairs_ids) - start))
-        return inliers
-    pending: dict = {}
-    try:
-        with process_pool(workers, ["searcher.dups"], _init_worker) as pool:
-            for start in starts:
-                pending[pool.submit(_verify_task, task(start))] = start
-                if len(pending) >= 3 * workers:  # a few tasks in flight: their signatures are copied to the workers
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        _collect(inliers, pending.pop(future), future.result(), reporter)
-            for future in as_completed(list(pending)):
-                _collect(inliers, pending.pop(future), future.result(), reporter)
-    except BrokenProcessPool:
-        raise SearcherError("a verification worker died (out of memory?); try --workers 1") from None
-    return inliers
-
-
-def _collect(inliers: np.ndarray, start: int, result: np.ndarray, reporter: Reporter) -> None:
-    inliers[start : start + len(result)] = result
-    reporter.advance(len(result))
-
-
 def _mirror_check(
     catalog: Catalog, members: list[Member], pairs: np.ndarray, reporter: Reporter, needed: np.ndarray
 ) -> np.ndarray:
@@ -327,7 +295,7 @@ def find_duplicates(
     fused, mirror = _fused_scores(pairs, vectors)
     hashes = np.array([m.sha256 for m in members])
     same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
-    need = np.array([_need(f, threshold) for f in fused], dtype=np.int64)  # -1: cannot pass
+    need = scoring.required_inliers_many(fused, threshold)  # -1: cannot pass
     result.timings["score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -364,18 +332,32 @@ def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:
 def _verified_scores(
     catalog: Catalog, members, pairs, fused, mirror, need, same_bytes, threshold, workers, reporter, result
 ) -> np.ndarray:
-    """Pair scores after ORB verification of the pairs that can still pass, and the mirror re-check."""
-    ids = np.array([m.image_id for m in members], dtype=np.int64)
+    """Pair scores after ORB verification and the mirror re-check (see the module docstring, step 3).
+
+    Pairs are verified best fused score first; a pair whose two images are already linked through
+    other pairs is skipped (its link would not change any group). Pairs that need no inliers (same
+    bytes, or a fused score that passes alone) link first, without ORB.
+    """
     has_orb = "orb" in catalog.extractors
     if not has_orb and len(pairs):
         reporter.warn("the catalog has no ORB signatures: pairs cannot be verified, only near-identical ones are linked")
-    todo = np.flatnonzero((need >= 0) & ~same_bytes) if has_orb else np.empty(0, dtype=np.int64)
+    union = _UnionFind(len(members))
+    for a, b in pairs[same_bytes | (need == 0)]:
+        union.union(int(a), int(b))
+    todo = np.flatnonzero((need > 0) & ~same_bytes) if has_orb else np.empty(0, dtype=np.int64)
+    todo = todo[np.lexsort((pairs[todo, 1], pairs[todo, 0], -fused[todo]))]
     inliers = np.zeros(len(pairs), dtype=np.int64)
-    inliers[todo] = _verify(catalog, ids[pairs[todo]], need[todo], workers, reporter)
-    result.verified_pairs = len(todo)
+    ids = np.array([m.image_id for m in members], dtype=np.int64)
+    verifier = _Verifier(catalog, ids, pairs, need, fused, threshold, union, inliers)
+    result.verified_pairs = verifier.run(todo, workers, reporter)
     scores = pair_scores(fused, inliers)
-    retry = np.flatnonzero((scores < threshold) & (mirror >= MIRROR_SIMILARITY) & (need >= 0) & ~same_bytes)
-    if has_orb and len(retry):
+    retry = [
+        k
+        for k in np.flatnonzero(verifier.done & (scores < threshold) & (mirror >= MIRROR_SIMILARITY))
+        if not union.linked(*pairs[k])
+    ]
+    if retry:
+        retry = np.array(retry, dtype=np.int64)
         mirrored = _mirror_check(catalog, members, pairs[retry], reporter, need[retry])
         better = mirrored > inliers[retry]
         inliers[retry[better]] = mirrored[better]
@@ -384,14 +366,60 @@ def _verified_scores(
     return scores
 
 
+class _Verifier:
+    """ORB verification of candidate pairs in chunks, in order, in this process or a pool.
+
+    Chunk c is filtered (pairs already linked are dropped) with the links of chunks c - WINDOW and
+    before, whatever the number of workers: the same pairs are verified on every run. Each chunk's
+    ORB signatures are read from the catalog when it is sent (memory bounded by WINDOW chunks).
+    """
+
+    def __init__(self, catalog: Catalog, ids, pairs, need, fused, threshold, union: _UnionFind, inliers):
+        self.catalog, self.ids, self.pairs, self.need, self.fused = catalog, ids, pairs, need, fused
+        self.threshold, self.union, self.inliers = threshold, union, inliers
+        self.done = np.zeros(len(pairs), dtype=bool)
+
+    def run(self, order: np.ndarray, workers: int, reporter: Reporter) -> int:
+        """Verify the pairs at these positions (in this order); returns how many were verified."""
+        chunks = [order[start : start + CHUNK] for start in range(0, len(order), CHUNK)]
+        reporter.start(len(order), "ORB verification")
+        workers = workers or os.cpu_count() or 1
+        pool = process_pool(workers, ["searcher.dups"], _init_worker) if workers > 1 and len(chunks) > 2 else None
+        pending: dict[int, tuple[np.ndarray, object]] = {}
+        try:
+            for c in range(len(chunks) + WINDOW):
+                if c - WINDOW in pending:
+                    self._apply(*pending.pop(c - WINDOW))
+                if c < len(chunks):
+                    keep = np.array([k for k in chunks[c] if not self.union.linked(*self.pairs[k])], dtype=np.int64)
+                    reporter.advance(len(chunks[c]))
+                    if len(keep):
+                        task = self._task(keep)
+                        pending[c] = (keep, pool.submit(_verify_task, task) if pool else _verify_task(task))
+        except BrokenProcessPool:
+            raise SearcherError("a verification worker died (out of memory?); try --workers 1") from None
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return int(self.done.sum())
+
+    def _task(self, keep: np.ndarray):
+        pair_ids = self.ids[self.pairs[keep]]
+        orb = self.catalog.extractors["orb"]
+        blobs = self.catalog.store.signatures_by_ids("orb", orb.version, sorted({int(i) for i in np.unique(pair_ids)}))
+        return pair_ids, self.need[keep], blobs
+
+    def _apply(self, keep: np.ndarray, outcome) -> None:
+        inliers = outcome.result() if hasattr(outcome, "result") else outcome
+        self.inliers[keep] = inliers
+        self.done[keep] = True
+        for k in keep[pair_scores(self.fused[keep], inliers) >= self.threshold]:
+            self.union.union(int(self.pairs[k, 0]), int(self.pairs[k, 1]))
+
+
 def pair_scores(fused: np.ndarray, inliers: np.ndarray) -> np.ndarray:
     """searcher.scoring.pair_score of every pair at once."""
     return np.asarray(scoring.pair_score(np.asarray(fused, dtype=np.float64), np.asarray(inliers)), dtype=np.float64)
-
-
-def _need(fused: float, threshold: float) -> int:
-    needed = scoring.required_inliers(fused, threshold)
-    return -1 if needed is None else needed
 
 
 def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> list[Group]:

@@ -94,6 +94,7 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
                 writer.add(results)
             writer.flush()
         writer.remove_missing()
+        catalog.store.remember_signature_counts()
     finally:
         try:
             writer.flush()

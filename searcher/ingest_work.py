@@ -14,6 +14,7 @@ import numpy as np
 from searcher import images
 from searcher.errors import ImageError, SearcherError
 from searcher.features import build_extractors
+from searcher.features.work_image import WorkImage
 from searcher.video import Sampling, is_video_path, sample_video
 from searcher.workers import process_pool
 
@@ -82,22 +83,25 @@ def _init_worker(
 
 
 def _extract_all(images_bgr: list[np.ndarray], only: tuple[str, ...] | None = None) -> list[dict[str, bytes] | str]:
-    """Blobs of every extractor for each image, or the error text of an image that broke one."""
+    """Blobs of every extractor for each image, or the error text of an image that broke one.
+    Extractors that take a WorkImage share its derived images (grey, 256 px square) between them."""
     out: list[dict[str, bytes] | str] = [{} for _ in images_bgr]
+    work = [WorkImage(bgr) for bgr in images_bgr]
     for extractor in _worker_state["extractors"]:
+        inputs = work if extractor.takes_work_image else images_bgr
         if only is not None and extractor.name not in only:
             continue
         todo = [k for k, blobs in enumerate(out) if isinstance(blobs, dict)]
         if not todo:
             break
         try:
-            signatures = extractor.extract_batch([images_bgr[k] for k in todo])
+            signatures = extractor.extract_batch([inputs[k] for k in todo])
             for k, signature in zip(todo, signatures):
                 out[k][extractor.name] = extractor.to_blob(signature)
         except Exception:
             for k in todo:  # find the one image that breaks the batch
                 try:
-                    out[k][extractor.name] = extractor.to_blob(extractor.extract(images_bgr[k]))
+                    out[k][extractor.name] = extractor.to_blob(extractor.extract(inputs[k]))
                 except Exception as e:
                     out[k] = f"{extractor.name} signature failed: {type(e).__name__}: {e}"
     return out

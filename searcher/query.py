@@ -112,6 +112,10 @@ def query(
 
     clock = time.perf_counter()
     ids = _candidates(catalog, signatures, metric, max(SHORTLIST, 5 * top))
+    # Candidates in a stable order (sha256, path), not the ingest order of their ids: every sort
+    # below is stable, so equal scores rank the same in any catalog of the same files.
+    keys = catalog.store.sort_keys(ids)
+    ids.sort(key=lambda i: keys.get(i, ("", "")))
     similarities, raw = _exact_scores(catalog, ids, signatures, hist_method)
     result.timings["search"] = time.perf_counter() - clock
 

@@ -117,13 +117,16 @@ def pair_score(fused, inliers):
 def required_inliers(fused: float, threshold: float) -> int | None:
     """Fewest RANSAC inliers that lift a pair of this fused score to `threshold`:
     0 when it passes without any, None when no number of inliers can make it pass."""
-    needed = 2.0 * threshold - fused  # verification score needed
-    if needed <= 0:
-        return 0
-    if needed > 1.0 + 1e-12:
-        return None
+    needed = int(required_inliers_many(np.array([fused], dtype=np.float64), threshold)[0])
+    return None if needed < 0 else needed
+
+
+def required_inliers_many(fused: np.ndarray, threshold: float) -> np.ndarray:
+    """required_inliers of every fused score at once, -1 where no number of inliers can make it pass."""
+    needed = 2.0 * threshold - np.asarray(fused, dtype=np.float64)  # verification score needed
     # verification_score(n) >= needed  <=>  n >= MIN_INLIERS + 3 * MIN_INLIERS * needed (n integer)
-    return max(MIN_INLIERS + 1, int(np.ceil(MIN_INLIERS + 3 * MIN_INLIERS * needed - 1e-9)))
+    count = np.maximum(MIN_INLIERS + 1, np.ceil(MIN_INLIERS + 3 * MIN_INLIERS * needed - 1e-9))
+    return np.where(needed <= 0, 0, np.where(needed > 1.0 + 1e-12, -1, count)).astype(np.int64)
 
 
 # ---- the 8 orientations of a thumbnail ----

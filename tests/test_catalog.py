@@ -1,5 +1,6 @@
 """Catalog schema: created by migrations, upgraded on open, refused when newer than this searcher."""
 
+import shutil
 import sqlite3
 
 import pytest
@@ -67,3 +68,32 @@ def test_catalog_from_an_older_version_is_upgraded_keeping_its_rows(location):
         assert c.exec_driver_sql("SELECT path, kind, parent_id FROM images").one() == ("/a.jpg", "image", None)
         assert c.exec_driver_sql("SELECT count(*) FROM signatures").scalar() == 1
     engine.dispose()
+
+
+def test_the_cheap_head_revision_is_alembics():
+    from searcher.catalog.engine import head_revision, head_revision_cheap
+
+    assert head_revision_cheap() == head_revision()
+
+
+def test_signature_counts_come_from_the_summary_ingest_leaves_and_follow_each_change(tmp_path):
+    from searcher import Catalog
+    from searcher.catalog.store import _count_signatures
+    from searcher.ingest import IngestOptions
+
+    from conftest import SAMPLE
+
+    photos = sorted((SAMPLE / "photos").iterdir())
+    (tmp_path / "lib").mkdir()
+    for p in photos[:3]:
+        shutil.copy(p, tmp_path / "lib" / p.name)
+    with Catalog.open(tmp_path / "cat") as catalog:
+        catalog.ingest([tmp_path / "lib"], IngestOptions(workers=1, signatures=("hist", "mse")))
+        with catalog.store.session() as session:
+            counted = _count_signatures(session)
+        assert catalog.store.signature_counts() == counted == [("hist", "2", 3), ("mse", "1", 3)]
+        shutil.copy(photos[3], tmp_path / "lib" / photos[3].name)
+        catalog.store.bump_generation()  # a change began (and, say, was interrupted): counted again
+        assert catalog.store.signature_counts() == counted
+        catalog.ingest([tmp_path / "lib"], IngestOptions(workers=1, signatures=("hist", "mse")))
+        assert catalog.store.signature_counts() == [("hist", "2", 4), ("mse", "1", 4)]

@@ -114,15 +114,17 @@ CORPUS = Path("/work/shared/corpus")
 
 
 @pytest.mark.skipif(not (CORPUS / "pairs" / "pairs.csv").exists(), reason="the shared benchmark corpus is not on this machine")
-def test_corpus_natural_pairs_found_8_of_10_and_no_distinct_photos_merged(tmp_path):
-    """Measured: 8 of 10 (not aero1/aero3: large motion; not box/box_in_scene: a small object in a scene)."""
+def test_corpus_natural_pairs_found_7_of_10_and_no_distinct_photos_merged(tmp_path):
+    """Measured: 7 of 10 (not aero1/aero3: large motion; not box/box_in_scene: a small object in a
+    scene; not left/right, a stereo pair whose ORB inliers fall from 21 to 10 since ORB runs on a
+    400 px image: 8 of 10 before, see bench/orb_study.py for what that bought)."""
     location = CatalogLocation(tmp_path / "catalog")
     ingest([CORPUS / "photos", CORPUS / "pairs"], location, IngestOptions(workers=2, signatures=SIGNATURES))
     groups = [{os.path.basename(m.path) for m in g.members} for g in find_duplicates(location).groups]
     with open(CORPUS / "pairs" / "pairs.csv") as f:
         pairs = [{row["a"], row["b"]} for row in csv.DictReader(f)]
     found = [p for p in pairs if any(p <= g for g in groups)]
-    assert len(found) >= 8, f"{len(found)} of {len(pairs)} natural pairs grouped"
+    assert len(found) >= 7, f"{len(found)} of {len(pairs)} natural pairs grouped"
     assert all(len(g) == 2 and g in pairs for g in groups), groups  # every group is one natural pair
 
 

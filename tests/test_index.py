@@ -102,3 +102,31 @@ def test_batched_search_agrees_with_one_query_at_a_time(tmp_path):
         one, one_distances = index.search(query, 10)
         assert list(row) == list(one) and np.allclose(row_distances, one_distances)
         assert all(label % 2 == 1 for label in row)  # removed vectors are never found
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_small_indexes_answer_exactly_whatever_the_insertion_order(tmp_path, space, monkeypatch):
+    from searcher.catalog import vectors
+
+    rng = np.random.default_rng(7)
+    data = rng.random((800, 24)).astype(np.float32)
+    data[5] = data[6]  # two labels with the same vector: the tie goes to the smaller label
+    queries = np.vstack([rng.random((20, 24)).astype(np.float32), data[5:6]])
+    labels = np.arange(100, 900)
+    answers = []
+    for order in (np.arange(800), rng.permutation(800)):
+        index = HnswIndex(tmp_path / f"{space}-{order[0]}.bin", 24, space, "1")
+        for chunk in np.array_split(order, 7):
+            index.add(labels[chunk], data[chunk])
+        answers.append(index.search_many(queries, 10))
+    assert np.array_equal(answers[0][0], answers[1][0])
+    if space == "l2":
+        exact = labels[np.argsort(((data[None, :, :] - queries[:, None, :]) ** 2).sum(axis=2), axis=1, kind="stable")[:, :10]]
+    else:
+        unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        exact = labels[np.argsort(1.0 - q @ unit.T, axis=1, kind="stable")[:, :10]]
+    assert (answers[0][0] == exact).mean() > 0.99  # float rounding may swap near-equal distances
+    assert list(answers[0][0][-1][:2]) == [105, 106]
+    monkeypatch.setattr(vectors, "EXACT_LIMIT", 0)  # above the limit: the HNSW graph answers
+    assert (index.search_many(queries, 10)[0] == answers[1][0]).mean() > 0.9

@@ -11,6 +11,9 @@ from searcher.api import ingest
 from searcher.catalog.engine import head_revision
 from searcher.cli import app
 from searcher.errors import CatalogError
+from searcher.features.histogram import HistogramExtractor
+from searcher.features.orb import OrbExtractor
+from searcher.features.thumbnail import ThumbnailExtractor
 from searcher.ingest import IngestOptions
 
 from conftest import PHOTOS
@@ -33,9 +36,9 @@ def test_info_counts_images_signatures_and_index_vectors(small_catalog):
     assert facts.schema == facts.schema_head == head_revision()
     assert facts.images == {"ok": 3, "failed": 1}
     assert [(s.name, s.version, s.count, s.current) for s in facts.signatures] == [
-        ("hist", "1", 3, True),
-        ("mse", "1", 3, True),
-        ("orb", "1", 3, True),
+        ("hist", HistogramExtractor.version, 3, True),
+        ("mse", ThumbnailExtractor.version, 3, True),
+        ("orb", OrbExtractor.version, 3, True),
     ]
     assert {(i.name, i.vectors, i.up_to_date) for i in facts.indexes} == {("hist", 3, True), ("mse", 3, True)}
 
@@ -68,6 +71,6 @@ def test_cli_info_text_and_json(small_catalog):
     text = runner.invoke(app, ["info", "--catalog", str(small_catalog.directory)], catch_exceptions=False)
     assert text.exit_code == 0
     assert f"catalog     {small_catalog.directory}" in text.stdout
-    assert "3 ok, 1 failed" in text.stdout and "signature   orb v1: 3 (current)" in text.stdout
+    assert "3 ok, 1 failed" in text.stdout and f"signature   orb v{OrbExtractor.version}: 3 (current)" in text.stdout
     data = json.loads(runner.invoke(app, ["info", "--catalog", str(small_catalog.directory), "--format", "json"]).stdout)
     assert data["images"] == {"ok": 3, "failed": 1} and data["schema"] == head_revision()

@@ -220,9 +220,10 @@ def test_index_lost_after_a_crash_is_rebuilt_from_the_catalog(photo_dir, locatio
 
 def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(photo_dir, location, monkeypatch):
     from searcher.features.histogram import HistogramExtractor
+    from searcher.features.orb import OrbExtractor
 
     run([photo_dir], location)
-    monkeypatch.setattr(HistogramExtractor, "version", "2")
+    monkeypatch.setattr(HistogramExtractor, "version", "99")
     recorder = Recorder()
     summary = ingest([photo_dir], location, IngestOptions(signatures=SIGNATURES), recorder)
     assert summary.counts() == counts(updated=6)
@@ -236,5 +237,5 @@ def test_stale_signature_version_is_recomputed_once_and_only_for_that_signature(
             ).all()
         )
     engine.dispose()
-    assert versions == {"hist": "2", "mse": "1", "orb": "1"}
+    assert versions == {"hist": "99", "mse": "1", "orb": OrbExtractor.version}
     assert run([photo_dir], location) == counts(unchanged=6)

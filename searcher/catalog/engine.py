@@ -5,6 +5,7 @@ Opening a catalog applies Alembic migrations, and refuses a database written by 
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -59,8 +60,36 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+_REVISION = re.compile(r"^(down_)?revision\b[^=]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.M)
+
+
+def head_revision_cheap() -> str | None:
+    """The head revision read from the migration files themselves, without importing Alembic (about
+    0.2 s of imports a catalog open does not need when the schema is current). None if unsure."""
+    revisions, parents = set(), set()
+    for path in (migrations_dir() / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value:
+                (parents if down else revisions).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stamped_revision(engine: Engine) -> str | None:
+    """The revision in the database's alembic_version table (plain SQL), None when there is none."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (DatabaseError, OperationalError):
+        return None
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; refuse a database stamped with a revision this version does not know."""
+    """Bring the schema to head; refuse a database stamped with a revision this version does not know.
+    Alembic is imported only when the stamped revision is not the head."""
+    stamped = stamped_revision(engine)
+    if stamped is not None and stamped == head_revision_cheap():
+        return
     from alembic import command
     from alembic.script import ScriptDirectory
 

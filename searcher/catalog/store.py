@@ -7,10 +7,11 @@ an ingest go through one `Batch` (a transaction) at a time.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from searcher.catalog.engine import current_revision
@@ -28,6 +29,7 @@ from searcher.catalog.schema import (
     StateRow,
 )
 
+SIGNATURE_COUNTS_KEY = "signature_counts"
 IN_BATCH = 500  # ids per IN (...) list: well under every database's parameter limit
 
 
@@ -62,14 +64,28 @@ class Store:
     # ---- signatures ----
 
     def signature_counts(self) -> list[tuple[str, str, int]]:
-        """(extractor, version, rows) of every stored signature kind, sorted."""
-        query = (
-            select(SignatureRow.extractor, SignatureRow.version, func.count())
-            .group_by(SignatureRow.extractor, SignatureRow.version)
-            .order_by(SignatureRow.extractor, SignatureRow.version)
-        )
+        """(extractor, version, rows) of every stored signature kind, sorted. Read from the summary
+        the last completed ingest left (catalog_state), when no change began since; else counted
+        (a GROUP BY over every signature: about 0.5 s at 100k images)."""
         with self.session() as session:
-            return [tuple(row) for row in session.execute(query).all()]
+            cached = session.get(StateRow, SIGNATURE_COUNTS_KEY)
+            if cached is not None:
+                try:
+                    data = json.loads(cached.value)
+                    if data.get("generation") == _generation(session):
+                        return [tuple(row) for row in data["counts"]]
+                except (ValueError, TypeError, KeyError):
+                    pass  # unreadable: count
+            return _count_signatures(session)
+
+    def remember_signature_counts(self) -> None:
+        """Store the signature counts with the current generation (ingest calls this once it has
+        applied everything; the next change bumps the generation and so voids them)."""
+        with self.session() as session:
+            counts = _count_signatures(session)
+            value = json.dumps({"generation": _generation(session), "counts": counts})
+            session.merge(StateRow(key=SIGNATURE_COUNTS_KEY, value=value))
+            session.commit()
 
     def signature_names(self) -> list[str]:
         with self.session() as session:
@@ -112,6 +128,16 @@ class Store:
         )
         with self.session() as session:
             return {row[0]: tuple(row[1:]) for row in session.execute(query)}
+
+    def sort_keys(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+        """id -> (sha256, path): a key that orders images the same in every catalog of the same files
+        (ids follow the ingest order), for tie-breaks."""
+        keys: dict[int, tuple[str, str]] = {}
+        with self.session() as session:
+            for start in range(0, len(ids), IN_BATCH):
+                query = select(ImageRow.id, ImageRow.sha256, ImageRow.path).where(ImageRow.id.in_(ids[start : start + IN_BATCH]))
+                keys.update((row.id, (row.sha256 or "", row.path)) for row in session.execute(query))
+        return keys
 
     def ok_rows(self) -> list:
         """(id, path, sha256, width, height, size, mtime_ns) of every row whose extraction succeeded, by id."""
@@ -310,6 +336,27 @@ class Batch:
     def row_by_path(self, path: str) -> ImageRow | None:
         return self.session.scalar(select(ImageRow).where(ImageRow.path == path))
 
+    def rows_by_paths(self, paths: list[str]) -> dict[str, ImageRow]:
+        """The rows of these paths that exist, in IN_BATCH-sized reads (not one select per file)."""
+        rows: dict[str, ImageRow] = {}
+        for start in range(0, len(paths), IN_BATCH):
+            chunk = paths[start : start + IN_BATCH]
+            rows.update((row.path, row) for row in self.session.scalars(select(ImageRow).where(ImageRow.path.in_(chunk))))
+        return rows
+
+    def insert_images(self, rows: list[dict]) -> list[int]:
+        """Bulk insert of new image rows (Core executemany with RETURNING); their ids, in order."""
+        if not rows:
+            return []
+        statement = insert(ImageRow).returning(ImageRow.id, sort_by_parameter_order=True)
+        return list(self.session.scalars(statement, rows))
+
+    def insert_signatures(self, rows: list[dict]) -> None:
+        """Bulk insert of new signature rows (image_id, extractor, version, data): Core executemany,
+        no ORM identity map; the caller makes sure none of them exists yet."""
+        if rows:
+            self.session.execute(insert(SignatureRow), rows)
+
     def new_row(self, path: str, kind: str = KIND_IMAGE, **values) -> ImageRow:
         row = ImageRow(path=path, kind=kind, **values)
         self.session.add(row)
@@ -349,6 +396,15 @@ class Batch:
         children = list(self.session.scalars(select(ImageRow.id).where(ImageRow.parent_id == video_id)))
         self.delete_images(children)
         return children
+
+
+def _count_signatures(session: Session) -> list[tuple[str, str, int]]:
+    query = (
+        select(SignatureRow.extractor, SignatureRow.version, func.count())
+        .group_by(SignatureRow.extractor, SignatureRow.version)
+        .order_by(SignatureRow.extractor, SignatureRow.version)
+    )
+    return [tuple(row) for row in session.execute(query).all()]
 
 
 def _now() -> str:

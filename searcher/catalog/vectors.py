@@ -20,6 +20,10 @@ EF_CONSTRUCTION = 200
 MIN_EF_SEARCH = 128
 GROWTH = 1.5
 SIDECAR_FORMAT = 1
+# Up to this many live vectors a search scans them all (a few MB of arithmetic): the answer is exact,
+# so it does not depend on the order the vectors were inserted in (HNSW graphs do), and ties are
+# broken by label. Above it the HNSW graph answers (approximate; recall measured by bench/scale.py).
+EXACT_LIMIT = 5_000
 
 
 class VectorIndex(Protocol):
@@ -55,6 +59,7 @@ class HnswIndex:
             self._index.init_index(max_elements=1024, ef_construction=EF_CONSTRUCTION, M=M, allow_replace_deleted=True)
         self._deleted: set[int] = set()
         self._live: set[int] = set()
+        self._dense: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # labels, vectors, squared norms
 
     @property
     def sidecar_path(self) -> Path:
@@ -104,6 +109,7 @@ class HnswIndex:
         if len(ids) == 0:
             return
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        self._dense = None
         revived = [int(i) for i in ids if int(i) in self._deleted]
         for label in revived:
             self._index.unmark_deleted(label)
@@ -118,6 +124,7 @@ class HnswIndex:
             self._deleted &= set(self._index.get_ids_list())
 
     def remove(self, ids: Iterable[int]) -> None:
+        self._dense = None
         for image_id in ids:
             image_id = int(image_id)
             if image_id in self._live:
@@ -130,12 +137,8 @@ class HnswIndex:
 
         hnswlib distances: "l2" is the squared L2 distance, "cosine" is 1 - cosine similarity.
         """
-        k = min(k, len(self._live))
-        if k <= 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        self._index.set_ef(max(MIN_EF_SEARCH, 2 * k))
-        labels, distances = self._index.knn_query(np.asarray(vector, np.float32).reshape(1, -1), k=k)
-        return labels[0].astype(np.int64), distances[0]
+        labels, distances = self.search_many(np.asarray(vector, np.float32).reshape(1, -1), k)
+        return labels[0], distances[0]
 
     def search_many(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Batched kNN: (labels, distances), one row per vector, nearest first; rows are padded with -1
@@ -144,9 +147,35 @@ class HnswIndex:
         k = min(k, len(self._live))
         if k <= 0 or not len(vectors):
             return np.full((len(vectors), 0), -1, dtype=np.int64), np.empty((len(vectors), 0), dtype=np.float32)
+        if len(self._live) <= EXACT_LIMIT:
+            return self._exact_search(vectors, k)
         self._index.set_ef(max(MIN_EF_SEARCH, 2 * k))
         labels, distances = self._index.knn_query(vectors, k=k)
         return labels.astype(np.int64), distances
+
+    def _exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """kNN by scanning every live vector, in hnswlib's distances; ties go to the smaller label."""
+        if self._dense is None:
+            labels = np.array(sorted(self._live), dtype=np.int64)
+            matrix = self.vectors(list(labels))
+            self._dense = (labels, matrix, np.einsum("ij,ij->i", matrix, matrix))
+        labels, matrix, norms = self._dense
+        if self.space == "cosine":
+            unit = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+            distances = 1.0 - unit @ matrix.T
+        else:
+            distances = np.maximum(
+                np.einsum("ij,ij->i", queries, queries)[:, None] + norms[None, :] - 2.0 * (queries @ matrix.T), 0.0
+            )
+        rows = np.arange(len(queries))[:, None]
+        near = (
+            np.argpartition(distances, k - 1, axis=1)[:, :k]
+            if k < len(labels)
+            else np.tile(np.arange(len(labels)), (len(queries), 1))
+        )
+        order = np.lexsort((labels[near], distances[rows, near]), axis=1)
+        near = near[rows, order]
+        return labels[near], distances[rows, near].astype(np.float32)
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these ids (cosine spaces store them L2-normalised)."""

@@ -264,9 +264,10 @@ def dups(
 def _print_summary(result) -> None:
     grouped = sum(len(g.members) for g in result.groups)
     seconds = sum(result.timings.values())
+    rate = result.candidate_pairs / seconds if seconds > 0 else 0.0
     err.print(
         f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s)"
+        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s, {rate:.0f} pairs/s)"
         + (f"; {result.ignored_groups} group(s) marked not duplicates left out" if result.ignored_groups else ""),
         markup=False,
     )

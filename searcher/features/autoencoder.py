@@ -65,6 +65,7 @@ class AutoencoderExtractor(Extractor):
     """
 
     name: ClassVar[str] = "ae"
+    takes_work_image: ClassVar[bool] = True
     space: ClassVar[str] = "cosine"
     dim: int = DEFAULT_LATENT_DIM
     batch_size: int = 32

@@ -30,6 +30,9 @@ class Extractor:
     # only and uses the others just to re-score candidates (when extra searches cost more than
     # they find). A query by this metric alone always searches with every variant.
     search_variants: ClassVar[bool] = True
+    # Whether extract/extract_batch accept a searcher.features.work_image.WorkImage (and then share
+    # its derived images with the other extractors) as well as a BGR array.
+    takes_work_image: ClassVar[bool] = False
 
     @property
     def indexed(self) -> bool:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.features.work_image import WorkImage, as_work
 from searcher.scoring import hist_similarity
 
 H_BINS = 16
@@ -22,7 +23,9 @@ HIGHER_IS_SIMILAR = {"correl": True, "chisqr": False, "intersect": True, "bhatta
 
 
 class HistogramExtractor(Extractor):
-    """BGR -> HSV -> 2-D histogram H:16 x S:16 -> L1 normalise (stored as float16).
+    """Shared 256 x 256 thumbnail (WorkImage.square) -> HSV -> 2-D histogram H:16 x S:16 -> L1
+    normalise (stored as float16). Version 2: counted on the thumbnail rather than the working image
+    (the same colour proportions, a quarter of the pixels or fewer).
 
     Index embedding: the element-wise square root of the histogram. Its squared L2 distance is
     2 - 2*BC (BC = Bhattacharyya coefficient), so HNSW neighbours are exactly the nearest
@@ -30,12 +33,13 @@ class HistogramExtractor(Extractor):
     """
 
     name = "hist"
-    version = "1"
+    version = "2"
     dim = H_BINS * S_BINS
     space = "l2"
+    takes_work_image = True
 
-    def extract(self, image: np.ndarray) -> np.ndarray:
-        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
+        hsv = cv2.cvtColor(as_work(image).square, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1], None, [H_BINS, S_BINS], [0, 180, 0, 256]).ravel()
         total = float(hist.sum())
         return (hist / total).astype(np.float32) if total > 0 else hist.astype(np.float32)

@@ -6,46 +6,75 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.features.work_image import WorkImage, as_work
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
+# ORB runs on the grey working image shrunk to this long side (INTER_LINEAR, as ORB's own pyramid),
+# its keypoints scaled back to working-image pixels (bench/orb_study.py). None: the working image itself.
+ORB_SIDE: int | None = 400
+ORB_LEVELS = 8
+ORB_SCALE = 1.2
+ORB_FAST = 20  # FAST threshold (OpenCV's default); low-texture images are retried at 5
 MIN_SIDE = 2  # ORB's pyramid resize asserts on a one-pixel side (such an image has no keypoints anyway)
+
 split = split_orb  # the packed row layout is scoring's (x, y as float16, 32-byte descriptor)
 
 
 class OrbExtractor(Extractor):
-    """Grey working image -> ORB (256 strongest keypoints; a lower FAST threshold is retried on
-    low-texture images) -> rows of (x, y as float16, 32-byte descriptor), about 9 KB per image.
+    """Grey working image -> shrunk to ORB_SIDE -> ORB (256 strongest keypoints; a lower FAST
+    threshold is retried on low-texture images) -> rows of (x, y in working-image pixels as float16,
+    32-byte descriptor), about 9 KB per image.
 
     Not indexed: it verifies and re-ranks a shortlist by cross-checked Hamming matches and RANSAC
     homography inliers.
     """
 
     name = "orb"
-    version = "1"
+    version = "2"  # 2: on an ORB_SIDE image (1: on the 640 px working image)
     dim = 0
+    takes_work_image = True
 
-    def __init__(self, max_features: int = MAX_FEATURES):
+    def __init__(
+        self,
+        max_features: int = MAX_FEATURES,
+        side: int | None = ORB_SIDE,
+        levels: int = ORB_LEVELS,
+        scale: float = ORB_SCALE,
+        fast: int = ORB_FAST,
+    ):
         self.max_features = max_features
+        self.side, self.levels, self.scale, self.fast = side, levels, scale, fast
 
-    def extract(self, image: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
+        grey = as_work(image).grey
         if min(grey.shape[:2]) < MIN_SIDE:
             # ORB finds nothing within 31 pixels of a border anyway, and its pyramid resize
             # asserts on a one-pixel side: such an image simply has no keypoints.
             return np.zeros((0, ROW_BYTES), dtype=np.uint8)
-        keypoints, descriptors = cv2.ORB_create(nfeatures=self.max_features).detectAndCompute(grey, None)
+        factor = 1.0
+        if self.side is not None and max(grey.shape[:2]) > self.side:
+            factor = max(grey.shape[:2]) / self.side
+            size = (max(1, round(grey.shape[1] / factor)), max(1, round(grey.shape[0] / factor)))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+        keypoints, descriptors = self._orb(self.fast).detectAndCompute(grey, None)
         if len(keypoints) < self.max_features // 4:
-            orb = cv2.ORB_create(nfeatures=self.max_features, fastThreshold=5)
-            keypoints, descriptors = orb.detectAndCompute(grey, None)
+            keypoints, descriptors = self._orb(5).detectAndCompute(grey, None)
         if descriptors is None or not keypoints:
             return np.zeros((0, ROW_BYTES), dtype=np.uint8)
-        points = np.array([kp.pt for kp in keypoints], dtype=np.float16).view(np.uint8).reshape(-1, 4)
+        xy = np.array([kp.pt for kp in keypoints], dtype=np.float32) * factor
+        points = xy.astype(np.float16).view(np.uint8).reshape(-1, 4)
         return np.hstack([points, descriptors]).astype(np.uint8)
 
-    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+    def _orb(self, fast_threshold: int):
+        return cv2.ORB_create(
+            nfeatures=self.max_features, scaleFactor=self.scale, nlevels=self.levels, fastThreshold=fast_threshold
+        )
+
+    def query_signatures(self, image: np.ndarray | WorkImage) -> list[np.ndarray]:
         """The query and its mirror image: ORB is rotation- but not flip-invariant."""
-        return [self.extract(image), self.extract(np.ascontiguousarray(image[:, ::-1]))]
+        bgr = as_work(image).bgr
+        return [self.extract(image), self.extract(np.ascontiguousarray(bgr[:, ::-1]))]
 
     def to_blob(self, signature: np.ndarray) -> bytes:
         return np.asarray(signature, dtype=np.uint8).tobytes()

@@ -6,13 +6,16 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
+from searcher.features.work_image import WorkImage, as_work
 from searcher.scoring import THUMB_SIDE, mse_similarity, orientations
 
 SIDE = THUMB_SIDE
 
 
 class ThumbnailExtractor(Extractor):
-    """BGR -> grey -> INTER_AREA resize to 16x16 (aspect ignored, so resized copies align) -> [0, 1].
+    """BGR -> INTER_AREA 256x256 (the shared WorkImage.square) -> grey -> INTER_AREA 16x16 (aspect
+    ignored, so resized copies align) -> [0, 1]. The two-step reduction equals a direct one to 16x16
+    up to one uint8 step (whole-number factor), so version 1 signatures stay valid.
 
     Stored as uint8 (256 bytes). The index embedding is the thumbnail itself: squared L2 / 256 = MSE.
     """
@@ -21,9 +24,10 @@ class ThumbnailExtractor(Extractor):
     version = "1"
     dim = SIDE * SIDE
     space = "l2"
+    takes_work_image = True
 
-    def extract(self, image: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
+        grey = cv2.cvtColor(as_work(image).square, cv2.COLOR_BGR2GRAY)
         small = cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
         return small.astype(np.float32).ravel() / 255.0
 

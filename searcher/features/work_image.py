@@ -1,0 +1,44 @@
+"""The working image of one picture and the smaller images the signatures are computed from.
+
+Ingest decodes a file once to its working image (long side <= images.WORK_SIZE); several
+signatures then need the same smaller versions of it. A WorkImage makes each of them once, on
+first use, and every extractor that reads it shares them:
+
+    bgr      the working image itself (uint8 H x W x 3)
+    grey     bgr -> grey
+    square   SQUARE x SQUARE BGR, INTER_AREA, aspect ratio ignored: hist, mse (16 x 16) and ae
+             (64 x 64) are made from it by whole-number reductions, so they equal a direct
+             INTER_AREA reduction of the working image up to uint8 rounding, at a third of the cost
+             (OpenCV's INTER_AREA is slow for fractional factors). A cnn input (224 x 224) can be
+             taken from it too.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import cv2
+import numpy as np
+
+SQUARE = 256  # a multiple of 16 (mse) and of 64 (ae), and >= 224 (a cnn input)
+
+
+class WorkImage:
+    __slots__ = ("bgr", "__dict__")
+
+    def __init__(self, bgr: np.ndarray):
+        self.bgr = bgr
+
+    @cached_property
+    def grey(self) -> np.ndarray:
+        return cv2.cvtColor(self.bgr, cv2.COLOR_BGR2GRAY) if self.bgr.ndim == 3 else self.bgr
+
+    @cached_property
+    def square(self) -> np.ndarray:
+        bgr = self.bgr if self.bgr.ndim == 3 else cv2.cvtColor(self.bgr, cv2.COLOR_GRAY2BGR)
+        return cv2.resize(bgr, (SQUARE, SQUARE), interpolation=cv2.INTER_AREA)
+
+
+def as_work(image: np.ndarray | WorkImage) -> WorkImage:
+    """A WorkImage as it is, or a fresh one around a BGR array."""
+    return image if isinstance(image, WorkImage) else WorkImage(np.asarray(image))

@@ -9,6 +9,10 @@ class CatalogError(SearcherError):
     """The catalog cannot be opened or used (missing, newer schema, corrupt)."""
 
 
+class CatalogBusy(CatalogError):
+    """Another process holds the catalog's writer lock (e.g. another ingest is running)."""
+
+
 class ImageError(SearcherError):
     """One file cannot be used as an image (zero-byte, truncated, not an image, too large...)."""
 

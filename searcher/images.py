@@ -8,6 +8,7 @@ import os
 import stat as stat_module
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -189,8 +190,10 @@ def sha256_hex(data: bytes) -> str:
 def probe_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header alone, before EXIF rotation; None if Pillow cannot tell."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
+        with warnings.catch_warnings():  # Pillow's "Corrupt EXIF data" and the like: not the user's concern here
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -222,10 +225,10 @@ def decode(data: bytes, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Decod
     buffer = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:3] == b"\xff\xd8\xff"
     flag = _reduced_flag(*size) if (size and is_jpeg) else cv2.IMREAD_COLOR
-    bgr = _decode_jpeg_checked(buffer, flag) if is_jpeg else _imdecode(buffer, flag)
+    bgr = _decode_quietly(buffer, flag, MISSING_DATA_WARNINGS if is_jpeg else ())
     if bgr is None and data[:4] in (b"II*\0", b"MM\0*"):
         # OpenCV's colour path refuses TIFFs with 32-bit (float) samples; the unchanged path reads them.
-        bgr = _imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        bgr = _decode_quietly(buffer, cv2.IMREAD_UNCHANGED, ())
     if bgr is None:
         if size is None:
             raise ImageError("not a recognised image format")
@@ -252,12 +255,14 @@ def _imdecode(buffer: np.ndarray, flag: int) -> np.ndarray | None:
 MISSING_DATA_WARNINGS = ("premature end of data segment", "premature end of jpeg file")
 
 
-def _decode_jpeg_checked(buffer: np.ndarray, flag: int) -> np.ndarray | None:
-    """cv2.imdecode of a JPEG that fails on libjpeg's missing-data warnings.
+def _decode_quietly(buffer: np.ndarray, flag: int, fatal: tuple[str, ...]) -> np.ndarray | None:
+    """cv2.imdecode with the codec libraries' stderr chatter caught: a warning ending with one of
+    `fatal` fails the file (ImageError); the others ("N extraneous bytes before marker", libpng's
+    "known incorrect sRGB profile") are dropped, as the file decoded whole.
 
-    OpenCV only prints those warnings on stderr (fd 2), so fd 2 is pointed at a temporary file for
-    the call; whatever else was written meanwhile is passed on to the real stderr. Decoding runs
-    in one thread per process (ingest workers, the CLI), which this relies on."""
+    The libraries print straight to stderr (fd 2), so fd 2 is pointed at a temporary file for
+    the call. Decoding runs in one thread per process (ingest workers, the CLI), which this
+    relies on."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -272,10 +277,7 @@ def _decode_jpeg_checked(buffer: np.ndarray, flag: int) -> np.ndarray | None:
             os.close(saved)
         capture.seek(0)
         lines = capture.read().decode("utf-8", "replace").splitlines()
-    missing = [line for line in lines if line.strip().lower().endswith(MISSING_DATA_WARNINGS)]
-    others = [line for line in lines if line not in missing]
-    if others:
-        sys.stderr.write("\n".join(others) + "\n")
+    missing = [line for line in lines if fatal and line.strip().lower().endswith(fatal)]
     if missing:
         raise ImageError(f"corrupt or truncated image data ({missing[0].strip()})")
     return bgr

@@ -71,7 +71,7 @@ def _folder_bytes(directory: str) -> int:
 
 
 def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
-    from searcher.catalog.vectors import read_sidecar
+    from searcher.catalog.vectors import CatalogStamp, read_sidecar
 
     facts = []
     for name in versions:
@@ -79,7 +79,11 @@ def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: 
         if not path.exists():
             continue
         meta = read_sidecar(path)
-        up_to_date = versions[name] is not None and meta.get("version") == versions[name] and meta.get("generation") == generation
+        version = versions[name]
+        current = (
+            version is not None and meta.get("catalog") == CatalogStamp(*catalog.store.signature_stamp(name, version)).as_dict()
+        )
+        up_to_date = current and meta.get("version") == version
         facts.append(
             IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
         )
@@ -98,7 +102,10 @@ def _disk(catalog: Catalog) -> dict[str, int]:
         database_bytes = sum(
             os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
         )
-    index_bytes = sum(p.stat().st_size for p in location.vector_dir.glob("index-*") if p.is_file())
+    # index files and their sidecars; a stray index-*.tmp (a save that was killed) is not an index
+    index_bytes = sum(
+        p.stat().st_size for p in location.vector_dir.glob("index-*") if p.suffix in (".bin", ".json") and p.is_file()
+    )
     total = _folder_bytes(str(location.vector_dir))
     return {"database": database_bytes, "indexes": index_bytes, "other": total - database_bytes - index_bytes, "total": total}
 

@@ -26,6 +26,7 @@ class IngestOptions:
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
     sampling: Sampling = field(default_factory=Sampling)  # for video files
     exclude: tuple[str, ...] = ()  # globs of files and folders to leave out (ingest_plan.excluded)
+    wait: bool = True  # when another ingest runs on the catalog: wait for it (else CatalogBusy)
 
 
 @dataclass
@@ -63,10 +64,7 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
     collapses paths that name one file (images.path_identity) and never moves such a file.
     A folder that cannot be listed is not an empty folder: its rows are kept untouched.
     """
-    from searcher.features import build_extractors
-    from searcher.ingest_apply import Writer
-    from searcher.ingest_plan import check_roots, check_save_frames, expected_units, plan, scan
-    from searcher.ingest_work import run_tasks
+    from searcher.ingest_plan import check_roots, check_save_frames
 
     options = options or IngestOptions()
     reporter = reporter or Reporter()
@@ -74,6 +72,18 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
         [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)], reporter.warn, catalog.store
     )
     check_save_frames(options.sampling.save_frames)
+    # One writer at a time: a second ingest planning against rows the first is still changing would
+    # add the same paths twice (IntegrityError) and leave indexes behind the catalog.
+    with catalog.writing("ingest", wait=options.wait):
+        return _run(catalog, roots, options, reporter)
+
+
+def _run(catalog: Catalog, roots: list[str], options: IngestOptions, reporter: Reporter) -> IngestSummary:
+    from searcher.features import build_extractors
+    from searcher.ingest_apply import Writer
+    from searcher.ingest_plan import expected_units, plan, scan
+    from searcher.ingest_work import run_tasks
+
     summary = IngestSummary()
     extractors = build_extractors(options.signatures)
     skip = [str(catalog.location.vector_dir)]

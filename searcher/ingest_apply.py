@@ -77,10 +77,12 @@ class Writer:
 
     def begin(self) -> None:
         """Declare that the catalog is about to change, and load the indexes that will follow it."""
-        previous, self.generation = self.catalog.store.bump_generation()
-        for extractor in self.extractors.values():
-            if extractor.indexed:
-                self.indexes[extractor.name] = self.catalog.load_index(extractor, previous, self.reporter.warn)
+        indexed = [extractor for extractor in self.extractors.values() if extractor.indexed]
+        stamps = {extractor.name: self.catalog.stamp(extractor) for extractor in indexed}
+        _, self.generation = self.catalog.store.bump_generation()
+        for extractor in indexed:
+            index = self.catalog.load_index(extractor, stamps[extractor.name], self.reporter.warn, save=False)
+            self.indexes[extractor.name] = index
 
     def add(self, results: Iterable[Result]) -> None:
         results = list(results)
@@ -269,5 +271,7 @@ class Writer:
         self.missing.clear()
 
     def save_indexes(self) -> None:
-        for index in self.indexes.values():
-            index.save(self.generation)
+        """Record the indexes as current: they followed every change this run committed (the
+        caller holds the catalog's writer lock, so nobody else changed it)."""
+        for name, index in self.indexes.items():
+            self.catalog.save_index(index, self.extractors[name])

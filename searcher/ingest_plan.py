@@ -30,7 +30,8 @@ def under(path: str, roots: list[str]) -> bool:
 def check_roots(paths: list[str], warn=None, store=None) -> list[str]:
     """Absolute roots with every symlink resolved (see searcher.ingest.run), each at most once. A
     root that does not exist is still a root when the catalog (`store`) has files under it: they
-    are pruned, with a warning; otherwise it is a usage error."""
+    are pruned, with a warning; otherwise it is a usage error. A file that is not an image or
+    video is skipped, said so."""
     roots: list[str] = []
     for p in paths:
         absolute = os.path.abspath(os.fspath(p))
@@ -43,6 +44,10 @@ def check_roots(paths: list[str], warn=None, store=None) -> list[str]:
                 roots.append(absolute)
             continue
         real = os.path.realpath(absolute)
+        if not os.path.isdir(real) and os.path.splitext(real)[1].lower() not in images.IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            if warn is not None:  # named explicitly, so its user expects a word about it
+                warn(f"skipped: {p}: not a supported image type")
+            continue
         if real != absolute and warn is not None:
             warn(f"{absolute} goes through a symbolic link: its files are catalogued under {real}")
         if real not in roots:

@@ -11,14 +11,15 @@ if TYPE_CHECKING:
 
 
 def rebuild_indexes(catalog: Catalog) -> dict[str, int]:
-    """Rebuild and save the index of every indexed signature present; returns vectors per index."""
-    generation = catalog.generation
+    """Rebuild and save the index of every indexed signature present; returns vectors per index.
+    Holds the catalog's writer lock (waiting for a running ingest), so what it saves is current."""
     counts = {}
-    for name in catalog.store.signature_names():
-        extractor = build_extractor(name)
-        if extractor.indexed:
-            index = catalog.rebuild_index(extractor)
-            index.save(generation)
-            counts[name] = len(index)
+    with catalog.writing("reindex"):
+        for name in catalog.store.signature_names():
+            extractor = build_extractor(name)
+            if extractor.indexed:
+                index = catalog.rebuild_index(extractor)
+                catalog.save_index(index, extractor)
+                counts[name] = len(index)
     catalog.changed()
     return counts

@@ -17,6 +17,7 @@ import cv2
 
 from searcher import images
 from searcher.errors import SearcherError
+from searcher.text import printable
 
 THUMB_SIDE = 220
 JPEG_QUALITY = 80
@@ -114,9 +115,11 @@ def _page(title: str, summary: str, body: list[str]) -> str:
 
 
 def _write(path: str | os.PathLike, text: str) -> None:
+    """Write the page; file names with undecodable bytes or control characters appear escaped (\\xff),
+    so the page is always valid UTF-8."""
     try:
         with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(printable(text))
     except OSError as e:
         raise SearcherError(f"cannot write {path}: {e.strerror}") from None
 

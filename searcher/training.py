@@ -594,8 +594,23 @@ def train_autoencoder(
     Checkpoints after every epoch to out.with_suffix('.ckpt') and, when `resume`, continues from it
     (a checkpoint made with other options is ignored). Returns final_loss, history, version, ...
     """
+    check_output(Path(out))
     config = TrainConfig(epochs=int(epochs), latent_dim=int(latent_dim), seed=int(seed), batch_size=int(batch_size))
     return train_with_config(paths, Path(out), config, resume=resume, progress=progress)
+
+
+def check_output(out: Path) -> None:
+    """The weights file must be writable, and this is checked before any epoch runs (an epoch is
+    minutes of work): a folder, a path under a file or an unwritable folder is a UsageError."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name the weights file to write (e.g. {out / 'ae.pt'})")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create its folder {parent}: {e.strerror or e}") from None
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: its folder {parent} is not writable")
 
 
 __all__ = ["TrainConfig", "augment", "collect_sources", "train_autoencoder", "train_with_config"]

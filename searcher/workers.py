@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 
+from searcher.lifeline import arm_worker
+
 _HIDDEN = object()
 
 
@@ -50,10 +52,19 @@ class _Context(ForkServerContext):
     Process = _Process
 
 
+def _start_worker(initializer, initargs) -> None:
+    arm_worker()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def process_pool(workers: int, preload: list[str], initializer=None, initargs=()) -> ProcessPoolExecutor:
     """A forkserver ProcessPoolExecutor whose children import `preload` once (in the fork server)
-    and never the parent's __main__."""
+    and never the parent's __main__. The fork server and the workers die with the main process,
+    and leave Ctrl-C to it (searcher.lifeline)."""
     context = _Context()
     # The fork server is shared by every forkserver context of this process.
-    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=initializer, initargs=initargs)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["searcher.forkserver_lifeline", *preload])
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
+    )

@@ -44,7 +44,7 @@ def test_query_side_does_not_create_a_catalog(location):
 def test_a_file_that_is_not_a_database_is_a_clear_error(location):
     location.directory.mkdir(parents=True)
     location.db_path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CatalogError, match="cannot open catalog"):
+    with pytest.raises(CatalogError, match="catalog database is corrupt: .*restore a backup"):
         open_engine(location)
 
 

@@ -159,7 +159,7 @@ def test_metric_orb_keeps_score_a_similarity(deep_catalog):
 
 def test_version():
     result = cli("--version")
-    assert result.exit_code == 0 and re.fullmatch(r"searcher \d+\.\d+\.\d+\S*", result.stdout.strip())
+    assert result.exit_code == 0 and re.fullmatch(r"\d+\.\d+\.\d+\S*", result.stdout.strip())
 
 
 @pytest.mark.parametrize("command", ["ingest", "query", "dups", "train", "undo", "prune", "compare", "info", "reindex", "serve"])

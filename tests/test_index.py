@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from searcher.catalog.vectors import HnswIndex, IndexUnusable, build
+from searcher.catalog.vectors import CatalogStamp, HnswIndex, IndexUnusable, build, check_hnsw_file
 
 
 def clustered_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -56,8 +56,8 @@ def test_save_and_load_round_trip(tmp_path):
     data = clustered_vectors(200, 8)
     index.add(np.arange(200), data)
     index.remove([5, 6])
-    index.save(generation=7)
-    loaded = HnswIndex.load(path, 8, "l2", "1", generation=7)
+    index.save(CatalogStamp(7, 198, 199))
+    loaded = HnswIndex.load(path, 8, "l2", "1", CatalogStamp(7, 198, 199))
     assert len(loaded) == 198 and 5 not in loaded
     assert loaded.search(data[10], 1)[0].tolist() == [10]
 
@@ -68,27 +68,53 @@ def test_save_and_load_round_trip(tmp_path):
         (lambda p: p.unlink(), "missing"),
         (lambda p: p.write_bytes(p.read_bytes()[:100]), "file size"),
         (lambda p: p.with_suffix(".json").write_text("{not json"), "unreadable sidecar"),
+        (lambda p: p.with_suffix(".json").write_text("[1, 2]"), "not an object"),
+        (lambda p: p.write_bytes(p.read_bytes()[:300] + b"\xff" * 64 + p.read_bytes()[364:]), "checksum"),
     ],
 )
 def test_damaged_index_is_reported_unusable(tmp_path, damage, reason):
     path = tmp_path / "i.bin"
     index = HnswIndex(path, 8, "l2", "1")
     index.add(np.arange(50), clustered_vectors(50, 8))
-    index.save(generation=1)
+    index.save(CatalogStamp(1, 50, 49))
     damage(path)
     with pytest.raises(IndexUnusable, match=reason):
-        HnswIndex.load(path, 8, "l2", "1", generation=1)
+        HnswIndex.load(path, 8, "l2", "1", CatalogStamp(1, 50, 49))
 
 
 def test_index_behind_the_catalog_or_of_another_version_is_unusable(tmp_path):
     path = tmp_path / "i.bin"
     index = HnswIndex(path, 8, "l2", "1")
     index.add(np.arange(10), clustered_vectors(10, 8))
-    index.save(generation=1)
-    with pytest.raises(IndexUnusable, match="behind the catalog"):
-        HnswIndex.load(path, 8, "l2", "1", generation=2)
+    index.save(CatalogStamp(1, 10, 9))
+    for other in (CatalogStamp(2, 10, 9), CatalogStamp(1, 11, 10), CatalogStamp(1, 10, 12)):
+        with pytest.raises(IndexUnusable, match="another state of the catalog"):
+            HnswIndex.load(path, 8, "l2", "1", other)
     with pytest.raises(IndexUnusable, match="version"):
-        HnswIndex.load(path, 8, "l2", "2", generation=1)
+        HnswIndex.load(path, 8, "l2", "2", CatalogStamp(1, 10, 9))
+
+
+def test_an_index_that_does_not_hold_the_catalog_rows_is_never_saved_as_current(tmp_path):
+    """Issue #14 D6: whoever saves an index states the catalog state it reflects, and is held to it."""
+    index = HnswIndex(tmp_path / "i.bin", 8, "l2", "1")
+    index.add(np.arange(10), clustered_vectors(10, 8))
+    with pytest.raises(IndexUnusable, match="holds 10 vectors"):
+        index.save(CatalogStamp(1, 12, 11))
+    assert not (tmp_path / "i.bin").exists() and not (tmp_path / "i.json").exists()
+
+
+def test_a_short_index_file_is_caught_before_it_is_recorded(tmp_path):
+    """Issue #14 D17: hnswlib reports no error when a full disk cuts its file short."""
+    path = tmp_path / "i.bin"
+    index = HnswIndex(path, 8, "l2", "1")
+    index.add(np.arange(300), clustered_vectors(300, 8))
+    index.save(CatalogStamp(1, 300, 299))
+    check_hnsw_file(path)
+    for cut in (0, 50, path.stat().st_size // 2, path.stat().st_size - 1):
+        short = tmp_path / f"short{cut}.bin"
+        short.write_bytes(path.read_bytes()[:cut])
+        with pytest.raises(IndexUnusable):
+            check_hnsw_file(short)
 
 
 def test_batched_search_agrees_with_one_query_at_a_time(tmp_path):

@@ -54,7 +54,8 @@ def test_disk_use_adds_up_to_the_folder(small_catalog):
 def test_an_index_behind_the_catalog_is_reported_out_of_date(small_catalog):
     sidecar = small_catalog.index_path("hist").with_suffix(".json")
     meta = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps({**meta, "generation": meta["generation"] - 1}))
+    stamp = meta["catalog"]
+    sidecar.write_text(json.dumps({**meta, "catalog": {**stamp, "generation": stamp["generation"] - 1}}))
     states = {i.name: i.up_to_date for i in catalog_info(small_catalog).indexes}
     assert states == {"hist": False, "mse": True}
 

@@ -17,7 +17,7 @@ from searcher.catalog.location import CATALOG_ENV, DEFAULT_CATALOG_DIR, CatalogL
 
 if TYPE_CHECKING:
     from searcher.catalog.store import Store
-    from searcher.catalog.vectors import VectorIndex
+    from searcher.catalog.vectors import CatalogStamp, VectorIndex
     from searcher.features.base import Extractor
 
 __all__ = ["Catalog", "CatalogLocation", "locate", "parse", "CATALOG_ENV", "DEFAULT_CATALOG_DIR"]
@@ -93,20 +93,71 @@ class Catalog:
     def indexes(self) -> dict[str, VectorIndex]:
         """The vector index of every indexed signature in the catalog, loaded (or rebuilt) once."""
         if self._indexes is None:
-            generation = self.generation
-            self._indexes = {
-                name: self.load_index(extractor, generation) for name, extractor in self.extractors.items() if extractor.indexed
-            }
+            self._indexes = {name: self.load_index(extractor) for name, extractor in self.extractors.items() if extractor.indexed}
         return self._indexes
 
-    def load_index(self, extractor: Extractor, generation: int, warn: Warn | None = None) -> VectorIndex:
-        """The saved index of one extractor if it matches `generation`, else rebuilt from the catalog."""
+    def stamp(self, extractor: Extractor) -> CatalogStamp:
+        """The catalog state an index of this extractor must reflect to be used (see catalog.vectors)."""
+        from searcher.catalog.vectors import CatalogStamp
+
+        return CatalogStamp(*self.store.signature_stamp(extractor.name, extractor.version))
+
+    def load_index(
+        self, extractor: Extractor, stamp: CatalogStamp | None = None, warn: Warn | None = None, save: bool = True
+    ) -> VectorIndex:
+        """The saved index of one extractor if it matches the catalog (`stamp`, by default its state
+        now), else one rebuilt from the catalog, saved when `save` and no writer is at work."""
         from searcher.catalog.vectors import load_or_rebuild
+
+        stamp = stamp or self.stamp(extractor)
 
         def batches():
             return self.store.iter_signatures(extractor.name, extractor.version)
 
-        return load_or_rebuild(self.location.index_path(extractor.name), extractor, generation, batches, warn or self.warn)
+        saver = (lambda index: self._save_if_current(index, extractor, stamp)) if save else None
+        return load_or_rebuild(self.location.index_path(extractor.name), extractor, stamp, batches, warn or self.warn, saver)
+
+    def _save_if_current(self, index: VectorIndex, extractor: Extractor, stamp: CatalogStamp) -> None:
+        """Record a rebuilt index as current only while no writer holds the catalog and the catalog
+        is still in the state the index was built from: never a stale index saved as current."""
+        from searcher.catalog import lock
+        from searcher.catalog.engine import writable
+        from searcher.catalog.vectors import IndexUnusable
+
+        if self.location.is_folder and not writable(self.location):
+            return  # a read-only catalog is searched with indexes rebuilt in memory; nothing is written
+        with lock.if_free(self.location.vector_dir) as free:
+            if not free or self.stamp(extractor) != stamp:
+                return  # a writer is at work, or was: it saves its own, up-to-date index
+            try:
+                index.save(stamp)
+            except IndexUnusable:
+                pass  # rows changed while it was built: used for this run only
+            except OSError as e:
+                self.warn(f"cannot save rebuilt {extractor.name} index: {e.strerror or e}")
+
+    def save_index(self, index: VectorIndex, extractor: Extractor) -> None:
+        """Record `index` as current; the caller holds the writer lock (ingest, reindex). A failure
+        to write is a CatalogError: the catalog itself is intact, the index is rebuilt on next use."""
+        from searcher.catalog.vectors import IndexUnusable
+        from searcher.errors import CatalogError
+
+        try:
+            index.save(self.stamp(extractor))
+        except IndexUnusable as e:
+            self.warn(f"{extractor.name} index not saved: it {e}; it is rebuilt on next use")
+        except OSError as e:
+            raise CatalogError(
+                f"cannot save the {extractor.name} index in {self.location.vector_dir}: {e.strerror or e} "
+                "(the catalog is intact; the index is rebuilt on next use)"
+            ) from None
+
+    def writing(self, what: str, wait: bool = True):
+        """Context manager holding the catalog's writer lock (one ingest, reindex, move or undo at a
+        time); waits for another holder, saying so, unless wait=False (then CatalogBusy)."""
+        from searcher.catalog import lock
+
+        return lock.exclusive(self.location.vector_dir, what, wait=wait, on_wait=self.warn)
 
     def rebuild_index(self, extractor: Extractor) -> VectorIndex:
         """A fresh index of one extractor built from the catalog (not saved)."""
@@ -218,7 +269,7 @@ class Catalog:
 
         moves = plan_moves(groups, destination) if moves is None else moves
         log_path = default_log_path(destination) if log_path is None else log_path
-        return move_duplicates(groups, moves, log_path, self, warn=self.warn)
+        return move_duplicates(groups, moves, log_path, self, warn=self.warn, destination=destination)
 
     def prune(self):
         """Remove the rows of every catalog file gone from disk -> PruneResult (searcher.prune)."""

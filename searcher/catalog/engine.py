@@ -5,9 +5,12 @@ Opening a catalog applies Alembic migrations, and refuses a database written by 
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL
@@ -26,12 +29,80 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str | URL) -> Engine:
-    """An engine on `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+def _read_only_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str | URL, what: str | None = None) -> Engine:
+    """An engine on `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+    Database errors that mean the catalog itself is unusable become one-line CatalogErrors."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", _translator(what or engine.url.render_as_string(hide_password=True)))
     return engine
+
+
+def writable(location: CatalogLocation) -> bool:
+    """Whether this process may write a folder catalog's database (and the files SQLite keeps beside it)."""
+    db = location.db_path
+    companions = [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm")]
+    return (
+        os.access(location.directory, os.W_OK | os.X_OK)
+        and os.access(db, os.W_OK)
+        and all(os.access(p, os.W_OK) for p in companions if p.exists())
+    )
+
+
+def read_only_engine(location: CatalogLocation) -> Engine:
+    """An engine that only reads a folder catalog nobody may write here (read-only files or folder).
+    SQLite opens it with mode=ro; when the database file or its folder is read-only, no process
+    can be changing it, and it is opened as immutable: SQLite then creates no -shm/-wal file."""
+    immutable = not os.access(location.directory, os.W_OK | os.X_OK) or not os.access(location.db_path, os.W_OK)
+    uri = "file:" + quote(str(location.db_path)) + "?mode=ro" + ("&immutable=1" if immutable else "")
+    engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False))
+    event.listen(engine, "connect", _read_only_pragmas)
+    event.listen(engine, "handle_error", _translator(str(location.db_path)))
+    return engine
+
+
+CORRUPT = ("malformed", "not a database", "file is encrypted", "database corrupt")
+FULL = ("database or disk is full", "disk i/o error")
+READ_ONLY = ("readonly database", "read-only database", "readonly")
+
+
+def catalog_problem(what: str, error: BaseException) -> CatalogError | None:
+    """The one-line CatalogError for a database error that means the catalog itself is unusable
+    (corrupt, disk full, read-only), or None for any other error."""
+    text = str(error).lower()
+    if any(k in text for k in CORRUPT):
+        return CatalogError(
+            f"catalog database is corrupt: {what}: {error} (restore a backup or delete the catalog folder to start over)"
+        )
+    if any(k in text for k in FULL):
+        return CatalogError(f"cannot write the catalog {what}: {error} (is the disk full? work committed so far is kept)")
+    if any(k in text for k in READ_ONLY):
+        return CatalogError(f"catalog {what} is read-only here ({error}): it can be searched but not changed{_shm_hint(what)}")
+    return None
+
+
+def _shm_hint(what: str) -> str:
+    shm = what + "-shm"
+    if os.path.exists(shm) and not os.access(shm, os.W_OK):
+        return f"; {shm} is not writable (left by another user? delete it while no searcher runs)"
+    return ""
+
+
+def _translator(what: str):
+    def translate(context) -> None:
+        problem = catalog_problem(what, context.original_exception)
+        if problem is not None:
+            raise problem from None
+
+    return translate
 
 
 def migrations_dir() -> Path:
@@ -117,26 +188,39 @@ def _prepare_folder(location: CatalogLocation, create: bool) -> None:
         raise CatalogError(f"cannot create catalog folder {location.directory}: {e.strerror}") from None
 
 
+def _upgrade_alone(engine: Engine, location: CatalogLocation) -> None:
+    """Create or migrate the schema under the catalog's writer lock: two processes making one new
+    catalog at once would both create its tables (the second fails). upgrade() looks again inside."""
+    from searcher.catalog import lock
+
+    with lock.exclusive(location.vector_dir, "schema upgrade"):
+        upgrade(engine)
+
+
 def open_engine(location: CatalogLocation, create: bool = True) -> Engine:
     """Engine on the catalog database, migrated to the current schema.
 
     `create=False` refuses a folder that holds no catalog yet (queries should not make one).
     """
     _prepare_folder(location, create)
-    what = location.db_path if location.is_folder else location.display
+    what = str(location.db_path) if location.is_folder else location.display
     try:
-        engine = make_engine(location.url)
+        if location.is_folder and location.exists and not writable(location):
+            engine = read_only_engine(location)
+        else:
+            engine = make_engine(location.url, what)
     except (ArgumentError, ImportError) as e:
         raise CatalogError(f"cannot open catalog {what}: {e}") from None
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        upgrade(engine)
+        if current_revision(engine) != head_revision():
+            _upgrade_alone(engine, location)
     except CatalogError:
         engine.dispose()
         raise
     except (DatabaseError, OperationalError) as e:
         engine.dispose()
-        reason = str(e.orig) if getattr(e, "orig", None) else str(e)
-        raise CatalogError(f"cannot open catalog {what}: {reason}") from None
+        original = getattr(e, "orig", None) or e
+        raise catalog_problem(what, original) or CatalogError(f"cannot open catalog {what}: {original}") from None
     return engine

@@ -87,6 +87,16 @@ class Store:
             session.merge(StateRow(key=SIGNATURE_COUNTS_KEY, value=value))
             session.commit()
 
+    def signature_stamp(self, name: str, version: str) -> tuple[int, int, int]:
+        """(generation, rows, highest image id) of one extractor version's signatures, read in one
+        transaction: what an index file of that signature must have been saved from to be current."""
+        query = select(func.count(), func.coalesce(func.max(SignatureRow.image_id), 0)).where(
+            SignatureRow.extractor == name, SignatureRow.version == version
+        )
+        with self.session() as session:
+            count, max_id = session.execute(query).one()
+            return _generation(session), int(count), int(max_id)
+
     def signature_names(self) -> list[str]:
         with self.session() as session:
             return sorted(session.scalars(select(SignatureRow.extractor).distinct()))

@@ -1,14 +1,22 @@
 """Vector indexes: the VectorIndex protocol every caller is typed against, and its hnswlib implementation.
 
 Labels are catalog image ids. Index files are a cache of the catalog: each is saved with a
-sidecar JSON recording the extractor version and the catalog generation it reflects, and is
-rebuilt from the catalog whenever either disagrees, or the file is missing or unreadable.
+sidecar JSON recording the extractor version, the catalog state it was built from (a
+CatalogStamp: generation, signature rows, highest id) and a checksum of the file, and is rebuilt
+from the catalog whenever any of them disagrees, or the file is missing, short or corrupt. The
+checksum is verified before hnswlib reads the file (hnswlib trusts its input: a corrupt file
+can crash it). A save writes and syncs a temporary file, checks it is whole (a full disk makes
+hnswlib write a short file without a word), then renames it into place, sidecar last.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
@@ -19,7 +27,13 @@ M = 16
 EF_CONSTRUCTION = 200
 MIN_EF_SEARCH = 128
 GROWTH = 1.5
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2
+# hnswlib's saveIndex header (hnswalg.h): offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element, label_offset, offsetData (size_t); maxlevel (int); enterpoint (uint32);
+# maxM, maxM0, M (size_t); mult (double); ef_construction (size_t). Then cur_element_count level-0
+# records of size_data_per_element bytes, then per element a uint32 length and that many bytes.
+_HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+_LINK_SIZE = struct.Struct("<I")
 # Up to this many live vectors a search scans them all (a few MB of arithmetic): the answer is exact,
 # so it does not depend on the order the vectors were inserted in (HNSW graphs do), and ties are
 # broken by label. Above it the HNSW graph answers (approximate; recall measured by bench/scale.py).
@@ -36,14 +50,64 @@ class VectorIndex(Protocol):
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def search_many(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def vectors(self, ids: list[int]) -> np.ndarray: ...
-    def save(self, generation: int) -> None: ...
+    def save(self, stamp: CatalogStamp) -> None: ...
     def __contains__(self, image_id: int) -> bool: ...
     def __len__(self) -> int: ...
     def ids(self) -> list[int]: ...
 
 
 class IndexUnusable(Exception):
-    """The saved index cannot be used as it is (missing, corrupt, other version or generation)."""
+    """The saved index cannot be used as it is (missing, corrupt, other version or catalog state)."""
+
+
+@dataclass(frozen=True)
+class CatalogStamp:
+    """The catalog state an index must reflect: its generation and, for this signature, how many
+    vectors it holds and the highest image id (cheap content checks that catch an index saved
+    from another moment of the catalog, whichever process saved it)."""
+
+    generation: int
+    count: int
+    max_id: int
+
+    def as_dict(self) -> dict:
+        return {"generation": self.generation, "count": self.count, "max_id": self.max_id}
+
+
+def file_checksum(path: Path) -> str:
+    """crc32 of the whole file (corruption, not tampering, is what it guards against)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return "crc32:00000000"
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return f"crc32:{zlib.crc32(data):08x}"
+
+
+def check_hnsw_file(path: Path) -> None:
+    """IndexUnusable unless the file is exactly as long as its own header and link lists say: a
+    write cut short (disk full) leaves a shorter file, which hnswlib's save reports no error for."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < _HNSW_HEADER.size:
+            raise IndexUnusable(f"short file ({size} bytes)")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            fields = _HNSW_HEADER.unpack_from(data, 0)
+            count, record = fields[2], fields[3]
+            position = _HNSW_HEADER.size + count * record
+            for _ in range(count):
+                if position + 4 > size:
+                    raise IndexUnusable("short file (cut inside its link lists)")
+                position += 4 + _LINK_SIZE.unpack_from(data, position)[0]
+    if position != size:
+        raise IndexUnusable(f"file is {size} bytes, its own structure says {position}")
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class HnswIndex:
@@ -66,32 +130,48 @@ class HnswIndex:
         return self.path.with_suffix(".json")
 
     @classmethod
-    def load(cls, path: Path, dim: int, space: str, version: str, generation: int) -> HnswIndex:
+    def load(cls, path: Path, dim: int, space: str, version: str, stamp: CatalogStamp) -> HnswIndex:
         """The saved index, or IndexUnusable saying why it cannot be trusted."""
         index = cls(path, dim, space, version, empty=False)
-        if not index.path.exists() or not index.sidecar_path.exists():
-            raise IndexUnusable("missing")
+        meta = index._check_sidecar(stamp)
         try:
-            meta = json.loads(index.sidecar_path.read_text())
-        except (OSError, ValueError) as e:
-            raise IndexUnusable(f"unreadable sidecar ({e})") from None
-        expected = {"format": SIDECAR_FORMAT, "dim": dim, "space": space, "version": version}
-        for key, value in expected.items():
-            if meta.get(key) != value:
-                raise IndexUnusable(f"{key} is {meta.get(key)!r}, expected {value!r}")
-        if meta.get("generation") != generation:
-            raise IndexUnusable(f"behind the catalog (generation {meta.get('generation')} vs {generation}; interrupted run?)")
-        if meta.get("file_size") != index.path.stat().st_size:
-            raise IndexUnusable("file size differs from the one recorded")
+            if meta.get("file_size") != index.path.stat().st_size:
+                raise IndexUnusable("file size differs from the one recorded")
+            if meta.get("checksum") != file_checksum(index.path):
+                raise IndexUnusable("corrupt (checksum differs from the one recorded)")
+        except OSError as e:
+            raise IndexUnusable(f"unreadable ({e.strerror})") from None
         try:
             index._index.load_index(str(index.path), allow_replace_deleted=True)
         except (RuntimeError, ValueError, MemoryError) as e:
             raise IndexUnusable(f"corrupt ({e})") from None
         if index._index.dim != dim:
             raise IndexUnusable("dimension mismatch")
-        index._deleted = set(meta.get("deleted", []))
+        deleted = meta.get("deleted", [])
+        index._deleted = set(deleted) if isinstance(deleted, list) else set()
         index._live = set(index._index.get_ids_list()) - index._deleted
+        if len(index._live) != stamp.count:
+            raise IndexUnusable(f"holds {len(index._live)} vectors, the catalog {stamp.count}")
         return index
+
+    def _check_sidecar(self, stamp: CatalogStamp) -> dict:
+        """The sidecar, if it describes an index of this extractor saved from the catalog as it is now."""
+        if not self.path.exists() or not self.sidecar_path.exists():
+            raise IndexUnusable("missing")
+        try:
+            meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise IndexUnusable(f"unreadable sidecar ({e})") from None
+        if not isinstance(meta, dict):
+            raise IndexUnusable(f"sidecar holds a JSON {type(meta).__name__}, not an object")
+        expected = {"format": SIDECAR_FORMAT, "dim": self.dim, "space": self.space, "version": self.version}
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                raise IndexUnusable(f"{key} is {meta.get(key)!r}, expected {value!r}")
+        saved = meta.get("catalog")
+        if saved != stamp.as_dict():
+            raise IndexUnusable(f"saved from another state of the catalog ({_state(saved)}, now {_state(stamp.as_dict())})")
+        return meta
 
     def __len__(self) -> int:
         return len(self._live)
@@ -183,26 +263,51 @@ class HnswIndex:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.asarray(self._index.get_items(list(ids), return_type="numpy"), dtype=np.float32)
 
-    def save(self, generation: int) -> None:
-        """Write index then sidecar, each to a temporary name first and renamed over the old one."""
+    def save(self, stamp: CatalogStamp) -> None:
+        """Record this index as the one of catalog state `stamp`: index file, then sidecar, each written
+        to a temporary name, synced, checked and renamed over the old one. An index that does not
+        hold `stamp`'s vectors is refused (IndexUnusable); a failed write raises OSError and leaves
+        the previous files as they were."""
+        if len(self._live) != stamp.count or max(self._live, default=0) != stamp.max_id:
+            raise IndexUnusable(
+                f"holds {len(self._live)} vectors up to id {max(self._live, default=0)}, the catalog {stamp.count} up to {stamp.max_id}"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        self._index.save_index(str(tmp))
-        size = tmp.stat().st_size
-        os.replace(tmp, self.path)
-        meta = {
-            "format": SIDECAR_FORMAT,
-            "dim": self.dim,
-            "space": self.space,
-            "version": self.version,
-            "generation": generation,
-            "file_size": size,
-            "count": len(self._live),
-            "deleted": sorted(self._deleted),
-        }
         tmp_meta = self.sidecar_path.with_name(self.sidecar_path.name + ".tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.sidecar_path)
+        try:
+            self._index.save_index(str(tmp))
+            _sync(tmp)
+            try:
+                check_hnsw_file(tmp)
+            except IndexUnusable as e:  # hnswlib does not report failed writes; this is what they leave
+                raise OSError(f"the index file was not written whole ({e}); is the disk full?") from None
+            meta = {
+                "format": SIDECAR_FORMAT,
+                "dim": self.dim,
+                "space": self.space,
+                "version": self.version,
+                "catalog": stamp.as_dict(),
+                "file_size": tmp.stat().st_size,
+                "checksum": file_checksum(tmp),
+                "count": len(self._live),
+                "deleted": sorted(self._deleted),
+            }
+            with open(tmp_meta, "w", encoding="utf-8") as f:
+                f.write(json.dumps(meta))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            os.replace(tmp_meta, self.sidecar_path)
+        finally:
+            for leftover in (tmp, tmp_meta):
+                leftover.unlink(missing_ok=True)
+
+
+def _state(saved) -> str:
+    if not isinstance(saved, dict):
+        return "no catalog state recorded"
+    return f"generation {saved.get('generation')}, {saved.get('count')} vectors up to id {saved.get('max_id')}"
 
 
 def build(path: Path, dim: int, space: str, version: str, batches: Iterable[tuple[Sequence[int], np.ndarray]]) -> HnswIndex:
@@ -224,26 +329,25 @@ def rebuild(path: Path, extractor, batches: Iterable[tuple[Sequence[int], Sequen
     return build(path, extractor.dim, extractor.space, extractor.version, vectors)
 
 
-def load_or_rebuild(path: Path, extractor, generation: int, batches, warn=None) -> HnswIndex:
-    """The saved index at `path` if it matches (extractor version, catalog generation), else one rebuilt
-    from `batches()` (and saved, when the folder is writable). `warn` receives a one-line reason."""
+def load_or_rebuild(path: Path, extractor, stamp: CatalogStamp, batches, warn=None, save=None) -> HnswIndex:
+    """The saved index at `path` if it matches (extractor version, catalog stamp, checksum), else one
+    rebuilt from `batches()`. A rebuilt index is handed to `save(index)` (the catalog decides
+    whether it may be recorded as current), if given. `warn` receives one-line reasons."""
     try:
-        return HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, generation)
+        return HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, stamp)
     except IndexUnusable as reason:
         index = rebuild(path, extractor, batches())
         if warn and (len(index) or str(reason) != "missing"):
             warn(f"{extractor.name} index {reason}: rebuilt from the catalog ({len(index)} vectors)")
-    try:
-        index.save(generation)
-    except OSError as e:
-        if warn:
-            warn(f"cannot save rebuilt {extractor.name} index: {e.strerror}")
+    if save is not None:
+        save(index)
     return index
 
 
 def read_sidecar(path: Path) -> dict:
-    """The sidecar JSON of an index file ({} when missing or unreadable)."""
+    """The sidecar JSON of an index file ({} when missing, unreadable or not an object)."""
     try:
-        return json.loads(Path(path).with_suffix(".json").read_text())
+        meta = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return meta if isinstance(meta, dict) else {}

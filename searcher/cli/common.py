@@ -9,8 +9,29 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, warnings, errors
-out = Console(highlight=False, soft_wrap=True)  # results
+from searcher.text import printable
+
+
+class _Console(Console):
+    """A rich Console for text that holds file names: no markup is interpreted (`[red]x.jpg` is a
+    name), and control characters and undecodable bytes are shown escaped (searcher.text)."""
+
+    def print(self, *objects, **kwargs) -> None:
+        kwargs.setdefault("markup", False)
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+err = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # progress, warnings, errors
+out = _Console(highlight=False, soft_wrap=True, markup=False)  # results
+
+
+class Interrupted(Exception):
+    """Ctrl-C, carried to the error boundary with what the user needs to know (e.g. the move log)."""
+
+    def __init__(self, note: str = ""):
+        super().__init__(note)
+        self.note = note
+
 
 CatalogOption = typer.Option(
     None,

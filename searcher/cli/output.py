@@ -28,6 +28,8 @@ def terminal_width() -> int | None:
 def shorten(path: str, width: int | None = None, cwd: str | None = None) -> str:
     """The path relative to the current folder when it is inside it (else with ~ for the home
     folder); if `width` is given and it is longer, leading folders become "…/", never a cut name."""
+    from searcher.text import printable_name  # control characters and undecodable bytes shown escaped
+
     cwd = cwd or os.getcwd()
     shown = path
     if os.path.isabs(path):
@@ -37,6 +39,7 @@ def shorten(path: str, width: int | None = None, cwd: str | None = None) -> str:
             home = os.path.expanduser("~")
             if home not in ("", os.sep) and path.startswith(home.rstrip(os.sep) + os.sep):
                 shown = "~" + path[len(home.rstrip(os.sep)) :]
+    shown = printable_name(shown)
     if width is None or len(shown) <= width:
         return shown
     parts = shown.split(os.sep)
@@ -154,14 +157,16 @@ def _csv_number(value) -> str:
 
 def format_query(results, fmt: str, columns: list[str] | None = None, width: int | None = None) -> str:
     """The text `searcher query` prints for these results (ends with a newline unless empty)."""
+    from searcher.text import json_safe, printable_name  # JSON keeps the exact name; lines show it escaped
+
     if fmt == "jsonl":
-        text = "\n".join(json.dumps(result_dict(r), ensure_ascii=False) for r in results)
+        text = "\n".join(json_safe(json.dumps(result_dict(r), ensure_ascii=False)) for r in results)
     elif fmt == "json":
-        text = json.dumps([result_dict(r) for r in results], ensure_ascii=False, indent=2)
+        text = json_safe(json.dumps([result_dict(r) for r in results], ensure_ascii=False, indent=2))
     elif fmt == "csv":
         return query_csv(results)
     elif fmt == "paths":
-        text = "\n".join(h.path for r in results for h in r.hits)
+        text = "\n".join(printable_name(h.path) for r in results for h in r.hits)
     else:
         text = query_table(results, columns, width, wide=fmt == "wide")
     return text + "\n" if text else ""

@@ -15,9 +15,10 @@ from typing import List, Optional, Tuple
 import typer
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, WeightsOption, err, out, use_weights, warn
+from searcher.cli.common import CatalogOption, Interrupted, WeightsOption, err, out, use_weights, warn
 from searcher.cli.output import dups_table, terminal_width
 from searcher.cli.progress import ProgressReporter
+from searcher.text import json_safe, printable_name
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
 DEFAULT_NEIGHBOURS = 10  # searcher.dups.DEFAULT_NEIGHBOURS
@@ -75,9 +76,9 @@ def compare(
     if fmt is CompareFormat.json:
         data = result.to_dict()
         data["explanation"] = result.explanation
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
         return
-    table = Table(title=f"A {result.a}\nB {result.b}", title_justify="left")
+    table = Table(title=f"A {printable_name(result.a)}\nB {printable_name(result.b)}", title_justify="left")
     for column in ("measure", "value", "reads"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for row in _comparison_rows(result):
@@ -328,8 +329,11 @@ def _act(catalog, result, move_to: Optional[Path], link: Optional[str], yes: boo
             warn(f"left {path}: {reason}")
         err.print("nothing to do", markup=False)
         return
-    log_path = Path(log) if log else default_log_path(move_to if move_to is not None else catalog.location.directory / "logs")
-    outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves) if moves else None
+    log_path = Path(log or default_log_path(move_to if move_to is not None else catalog.location.directory / "logs")).resolve()
+    try:
+        outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves) if moves else None
+    except KeyboardInterrupt:
+        raise Interrupted(f"the moves done are in the log {log_path} (undo: searcher undo {log_path})") from None
     for move in outcome.moved if outcome else []:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
     linked = 0
@@ -366,7 +370,7 @@ def _link(catalog, links, kind: str, log_path: Path, outcome, left) -> int:
 
 def _print_groups(result, fmt: DupsFormat) -> None:
     if fmt is DupsFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_safe(json.dumps(result.to_dict(), indent=2, ensure_ascii=False)) + "\n")
     elif fmt is DupsFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -399,6 +403,8 @@ def undo(
     for moved, restored in outcome.restored:
         err.print(f"restored {moved} -> {restored}", markup=False)
     out.print(f"{len(outcome.restored)} restored, {len(outcome.skipped)} skipped", markup=False)
+    if outcome.failed:
+        raise SystemExit(1)
 
 
 def info(
@@ -410,7 +416,7 @@ def info(
 
     facts = api.info(catalog)
     if fmt is CompareFormat.json:
-        sys.stdout.write(json.dumps(facts.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json_safe(json.dumps(facts.to_dict(), indent=2)) + "\n")
         return
     lines = [
         f"catalog     {facts.catalog}",

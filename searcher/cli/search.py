@@ -50,38 +50,53 @@ class HistMethod(str, Enum):
 DEFAULT_TRAIN_OUT = "searcher-ae.pt"
 
 
+# ingest options, declared apart so that the command reads as what it does
+_INGEST_PATHS = typer.Argument(..., help="Image files or folders (searched recursively).", show_default=False, metavar="PATH")
+_INGEST_WORKERS = typer.Option(
+    0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False
+)
+_INGEST_MAX_MEGAPIXELS = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this.")
+_INGEST_SIGNATURES = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute.")
+_INGEST_EXCLUDE = typer.Option(
+    None,
+    "--exclude",
+    help="Leave out files and folders matching this glob (repeatable): a name (*.tmp, @eaDir) or a path under the folder (raw/*.png)",
+    show_default=False,
+)
+_INGEST_FMT = typer.Option(SummaryFormat.text, "--format", help="Summary format.")
+_INGEST_EVERY = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N.")
+_INGEST_SCENE_CHANGE = typer.Option(
+    None,
+    "--scene-change",
+    min=0.001,
+    max=1.0,
+    help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every.",
+)
+_INGEST_PEOPLE = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras).")
+_INGEST_WAIT = typer.Option(
+    True, "--wait/--no-wait", help="When another ingest is running on the catalog: wait for it, or fail at once."
+)
+_INGEST_SAVE_FRAMES = typer.Option(
+    None,
+    "--save-frames",
+    help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
+)
+
+
 def ingest(
-    paths: List[Path] = typer.Argument(
-        ..., help="Image files or folders (searched recursively).", show_default=False, metavar="PATH"
-    ),
+    paths: List[Path] = _INGEST_PATHS,
     catalog: Optional[str] = CatalogOption,
-    workers: int = typer.Option(
-        0, "--workers", "-w", min=0, help="Extraction processes [default: one per core]", show_default=False
-    ),
-    max_megapixels: float = typer.Option(200.0, "--max-megapixels", min=0.01, help="Skip images larger than this."),
-    signatures: str = typer.Option("hist,mse,orb,ae", "--signatures", help="Comma-separated signatures to compute."),
-    exclude: Optional[List[str]] = typer.Option(
-        None,
-        "--exclude",
-        help="Leave out files and folders matching this glob (repeatable): a name (*.tmp, @eaDir) or a path under the folder (raw/*.png)",
-        show_default=False,
-    ),
+    workers: int = _INGEST_WORKERS,
+    max_megapixels: float = _INGEST_MAX_MEGAPIXELS,
+    signatures: str = _INGEST_SIGNATURES,
+    exclude: Optional[List[str]] = _INGEST_EXCLUDE,
     weights: Optional[Path] = WeightsOption,
-    fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="Summary format."),
-    every: int = typer.Option(10, "--every", min=1, help="Videos: keep one frame in N."),
-    scene_change: Optional[float] = typer.Option(
-        None,
-        "--scene-change",
-        min=0.001,
-        max=1.0,
-        help="Videos: keep a frame when its grey thumbnail differs from the last kept one by this RMSE (e.g. 0.05); replaces --every.",
-    ),
-    people: bool = typer.Option(False, "--people", help="Videos: also index each moving person as a crop (static cameras)."),
-    save_frames: Optional[Path] = typer.Option(
-        None,
-        "--save-frames",
-        help="Videos: write kept frames as JPEGs into this folder (as <stem>-<path hash>_f<frame>.jpg; never overwrites a file).",
-    ),
+    fmt: SummaryFormat = _INGEST_FMT,
+    every: int = _INGEST_EVERY,
+    scene_change: Optional[float] = _INGEST_SCENE_CHANGE,
+    people: bool = _INGEST_PEOPLE,
+    wait: bool = _INGEST_WAIT,
+    save_frames: Optional[Path] = _INGEST_SAVE_FRAMES,
 ) -> None:
     """Add images and videos under PATHS to the catalog, or bring it up to date (new, changed, moved, deleted files)."""
     from searcher import api
@@ -99,6 +114,7 @@ def ingest(
         signatures=parse_signature_list(signatures),
         sampling=sampling,
         exclude=tuple(exclude or ()),
+        wait=wait,
     )
     with ProgressReporter() as reporter:
         summary = api.ingest(paths, catalog, options, reporter)
@@ -183,7 +199,6 @@ def train(
         Path(DEFAULT_TRAIN_OUT),
         "--out",
         help="Weights file to write (use it with --weights on ingest, query and compare)",
-        dir_okay=False,
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (training is deterministic for a given seed)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from OUT's checkpoint when there is one."),

@@ -58,3 +58,49 @@ def call_with_timeout(fn, seconds: float, fifos=()):
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+# ---- running the command line as a user would ----
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def cli(*args, timeout: float = 120, env=None, input=None, cwd=None, **popen):
+    """`python -m searcher ARGS` in a subprocess; stdout/stderr decoded as UTF-8 with surrogateescape
+    (what a terminal would receive, byte for byte). A run past `timeout` fails the test as a hang."""
+    command = [sys.executable, "-m", "searcher", *(a if isinstance(a, bytes) else str(a) for a in args)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, env=env, input=input, cwd=cwd, **popen)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"searcher {' '.join(map(str, args))} still running after {timeout} s (hangs)") from None
+    done.stdout = done.stdout.decode("utf-8", "surrogateescape")
+    done.stderr = done.stderr.decode("utf-8", "surrogateescape")
+    return done
+
+
+def assert_no_traceback(result) -> None:
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout, result.stdout[-3000:]
+
+
+def assert_one_line_error(result, *fragments: str, code: int = 1) -> str:
+    """The run failed with exit `code` and exactly one `error:` line holding every fragment
+    (for code 2, a usage error shown by typer: its panel names the problem)."""
+    assert_no_traceback(result)
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    if code == 2 and "Usage:" in result.stderr:
+        flat = " ".join(result.stderr.replace("│", " ").split())
+        assert all(" ".join(f.split()) in flat for f in fragments), (fragments, flat)
+        return flat
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+def cli_ingest(folder, catalog, *extra, **kw):
+    result = cli("ingest", folder, "--catalog", catalog, "--signatures", ",".join(SIGNATURES), "--workers", "1", *extra, **kw)
+    assert_no_traceback(result)
+    return result

@@ -153,7 +153,8 @@ def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int)
 
 
 def _rerank(catalog: Catalog, ids, similarities, raw, signatures: dict, metric: str, top: int, timings: dict) -> list[Hit]:
-    """Fused order, the best `depth` verified with ORB: score (fused + v) / 2 (inliers alone for --metric orb)."""
+    """Fused order, the best `depth` verified with ORB: score (fused + v) / 2. --metric orb ranks by inliers
+    alone, and its score stays a similarity: the verification v in [0, 1] (counts in scores.orb_inliers)."""
     fused = scoring.fuse_rows([similarities[name] for name in similarities], len(ids))
     # The ORB metric ranks a deeper fused shortlist by inliers alone.
     depth = max(RERANK_DEPTH, 2 * top) * (3 if metric == "orb" else 1)
@@ -170,10 +171,13 @@ def _rerank(catalog: Catalog, ids, similarities, raw, signatures: dict, metric: 
             stored = stored_orb.get(ids[i])
             v = scoring.best_verification(signatures["orb"], stored) if stored is not None else scoring.Verification(0, 0)
             hit.scores.update(orb_matches=float(v.matches), orb_inliers=float(v.inliers))
-            hit.score = float(v.inliers) if metric == "orb" else scoring.pair_score(fused[i], v.inliers)
+            hit.score = scoring.verification_score(v.inliers) if metric == "orb" else scoring.pair_score(fused[i], v.inliers)
         hits.append(hit)
     timings["rerank"] = time.perf_counter() - clock
-    hits.sort(key=lambda h: (-h.score, -h.scores.get("orb_matches", 0.0), -h.scores["fused"]))
+    first = "orb_inliers" if metric == "orb" else None
+    hits.sort(
+        key=lambda h: (-(h.scores.get(first, 0.0) if first else h.score), -h.scores.get("orb_matches", 0.0), -h.scores["fused"])
+    )
     return hits[:top]
 
 
@@ -190,7 +194,7 @@ def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_metho
             values[where] = _raw_values(catalog, name, vectors, signatures[name], hist_method)
             sims[where] = _similarity(name, values[where], hist_method)
         similarities[name] = sims
-        raw[name if name != "hist" else f"hist_{hist_method}"] = values
+        raw[_raw_name(name, hist_method)] = values
     return similarities, raw
 
 
@@ -216,10 +220,25 @@ def _similarity(name: str, values: np.ndarray, hist_method: str) -> np.ndarray:
     return scoring.cosine_similarity(values)
 
 
+DISTANCES = ("chisqr", "bhattacharyya")  # compareHist methods where lower = more similar
+
+
+def _raw_name(signature: str, hist_method: str) -> str:
+    """Name of a signature's raw value in Hit.scores: distances (lower = more similar) carry `_distance`."""
+    if signature == "hist":
+        return f"hist_{hist_method}" + ("_distance" if hist_method in DISTANCES else "")
+    if signature == "mse":
+        return "mse_distance"
+    return signature  # a cosine: a similarity already, the same number as the similarity
+
+
 def _hit(image_id: int, score: float, similarities, raw, k: int) -> Hit:
+    """Scores: every similarity (higher = more similar) under its signature's name, plus the raw
+    values: distances under a `_distance` name, the compareHist similarities (correl, intersect) as they are."""
     scores = {name: float(values[k]) for name, values in raw.items() if not np.isnan(values[k])}
-    if "hist" in similarities and not np.isnan(similarities["hist"][k]):
-        scores["hist"] = float(similarities["hist"][k])
+    for name, sims in similarities.items():
+        if not np.isnan(sims[k]):
+            scores[name] = float(sims[k])
     return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
 

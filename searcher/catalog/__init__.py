@@ -243,14 +243,19 @@ class Catalog:
 
         return query_paths(self, [os.fspath(p) for p in paths], top=top, metric=metric, hist_method=hist_method)
 
-    def duplicates(self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None):
-        """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult."""
+    def duplicates(
+        self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None, review=None
+    ):
+        """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult.
+        `review`: keep rule, reference folders and scope (searcher.group_review.ReviewOptions)."""
         from searcher import dups
         from searcher.scoring import DEFAULT_THRESHOLD
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         neighbours = dups.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
-        return dups.find_duplicates(self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter)
+        return dups.find_duplicates(
+            self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter, review=review
+        )
 
     def find_duplicates(
         self, threshold: float | None = None, neighbours: int | None = None, workers: int = 0, reporter=None
@@ -291,6 +296,12 @@ class Catalog:
         moves = plan_moves(groups, destination) if moves is None else moves
         log_path = default_log_path(destination) if log_path is None else log_path
         return move_duplicates(groups, moves, log_path, self, warn=self.warn, destination=destination)
+
+    def prune(self):
+        """Remove the rows of every catalog file gone from disk -> PruneResult (searcher.prune)."""
+        from searcher.prune import prune
+
+        return prune(self)
 
     def undo(self, log_path):
         """Move every file of a move log back and re-point this catalog's rows -> UndoOutcome."""

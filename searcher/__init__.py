@@ -28,6 +28,7 @@ _EXPORTS = {
     "Group": "searcher.keep",
     "Member": "searcher.keep",
     "DupsResult": "searcher.dups",
+    "ReviewOptions": "searcher.group_review",
     "Comparison": "searcher.comparison",
     "CatalogInfo": "searcher.info",
     "compare": "searcher.api",
@@ -51,6 +52,7 @@ __all__ = [
     "Group",
     "Member",
     "DupsResult",
+    "ReviewOptions",
     "Comparison",
     "CatalogInfo",
     "compare",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from searcher.comparison import Comparison
     from searcher.dups import DupsResult
     from searcher.errors import CatalogError, ImageError, SearcherError, UsageError
+    from searcher.group_review import ReviewOptions
     from searcher.info import CatalogInfo
     from searcher.ingest import IngestOptions, IngestSummary
     from searcher.keep import Group, Member

@@ -39,10 +39,11 @@ def undo(log_path: str | os.PathLike, catalog=None, warn=None):
 def ingest(paths, catalog=None, options=None, reporter=None):
     """Check the paths, then open (creating) the catalog and ingest them -> IngestSummary.
     A path that does not exist is refused before any catalog is made."""
-    from searcher.catalog import Catalog
+    from searcher.catalog import Catalog, locate
     from searcher.ingest_plan import check_roots, check_save_frames
 
-    check_roots([os.fspath(p) for p in paths])  # warnings come from the ingest itself
+    if not locate(catalog).exists:  # a root gone since an earlier ingest is pruned, with a warning, by the ingest
+        check_roots([os.fspath(p) for p in paths])  # warnings come from the ingest itself
     if options is not None:
         check_save_frames(options.sampling.save_frames)
     with Catalog.open(catalog, warn=getattr(reporter, "warn", None)) as opened:
@@ -74,6 +75,14 @@ def query_paths(
         return opened.query_paths(paths, top=top, metric=metric, hist_method=hist_method, verify_budget=verify_budget)
 
 
+def prune(catalog=None, warn=None):
+    """Remove the rows of every file of an existing catalog that is gone from disk -> PruneResult."""
+    from searcher.catalog import Catalog
+
+    with Catalog.open(catalog, create=False, warn=warn) as opened:
+        return opened.prune()
+
+
 def info(catalog=None):
     """Facts about an existing catalog -> CatalogInfo."""
     from searcher.catalog import Catalog
@@ -97,13 +106,20 @@ def duplicates(
     workers: int = 0,
     reporter=None,
     verify_budget: int | None = None,
+    review=None,
 ):
-    """Near-duplicate groups of an existing catalog with the figures of the run -> DupsResult."""
+    """Near-duplicate groups of an existing catalog with the figures of the run -> DupsResult.
+    `review`: keep rule, reference folders and scope (searcher.group_review.ReviewOptions)."""
     from searcher.catalog import Catalog
 
     with Catalog.open(catalog, create=False, warn=getattr(reporter, "warn", None)) as opened:
         return opened.duplicates(
-            threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter, verify_budget=verify_budget
+            threshold=threshold,
+            neighbours=neighbours,
+            workers=workers,
+            reporter=reporter,
+            verify_budget=verify_budget,
+            review=review,
         )
 
 

@@ -103,10 +103,15 @@ class Comparison:
     _evidence: dict = field(default_factory=dict, repr=False, compare=False)  # working images + ORB matches, for draw()
 
     def to_dict(self) -> dict:
+        """The JSON of `compare --format json`: distances (lower = more similar) are named `_distance`,
+        as in every searcher output; every other number is higher for more similar images."""
         data = asdict(self)
         data.pop("_evidence")
         for key in ("size_a", "size_b", "orb_keypoints", "sift_keypoints"):
             data[key] = list(data[key])
+        data["hist"] = {f"{k}_distance" if k in ("chisqr", "bhattacharyya") else k: v for k, v in data["hist"].items()}
+        data["mse_distance"] = data.pop("mse")
+        data["mse_oriented_distance"] = data.pop("mse_oriented")
         return data
 
     @property

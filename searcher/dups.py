@@ -20,8 +20,8 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
    A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
-   "not duplicates" (the catalog's ignored_pairs and ignored_groups) are left out: such pairs are
-   not linked, such groups not returned.
+   "not duplicates" (`dups --ignore`, `--ignore-pair`, `searcher serve`) are left out: such pairs
+   are not linked, such groups not returned. Files set aside for review by `--move-to` take no part.
 5. One file, one member: paths that name the same file (a symlink and its target, hard links of
    one inode: images.path_identity) are collapsed into one member, the path that is not a symlink
    first. Moving one of them would free nothing (or leave a link dangling); a group left with one
@@ -43,6 +43,7 @@ import numpy as np
 from searcher import images, scoring
 from searcher.calibration import sigmoid
 from searcher.errors import SearcherError, UsageError
+from searcher.group_review import ReviewCounts, ReviewOptions, in_scope, prepare_groups
 from searcher.keep import Group, Member, choose_keep, group_id, keep_key, make_group, sorted_groups
 from searcher.scoring import DEFAULT_THRESHOLD, FUSED_SIGNATURES
 from searcher.workers import process_pool
@@ -68,6 +69,7 @@ class DupsResult:
     verified_pairs: int = 0  # pairs whose ORB matches were computed
     linked_pairs: int = 0
     ignored_groups: int = 0  # groups found but marked "not duplicates" by a reviewer, left out
+    review: ReviewCounts = field(default_factory=ReviewCounts)  # what searcher.group_review left out
     threshold: float = DEFAULT_THRESHOLD
     neighbours: int = DEFAULT_NEIGHBOURS
     timings: dict[str, float] = field(default_factory=dict)
@@ -80,7 +82,14 @@ class DupsResult:
                     "keep": g.keep.path,
                     "keep_reason": g.keep_reason,
                     "members": [
-                        {"path": m.path, "score": round(m.score, 6), "width": m.width, "height": m.height, "size": m.size}
+                        {
+                            "path": m.path,
+                            "score": round(m.score, 6),
+                            "width": m.width,
+                            "height": m.height,
+                            "size": m.size,
+                            "reference": m.path in g.protected,
+                        }
                         for m in g.members
                     ],
                 }
@@ -277,8 +286,10 @@ def find_duplicates(
     workers: int = 0,
     reporter: Reporter | None = None,
     verify_budget: int = DEFAULT_VERIFY_BUDGET,
+    review: ReviewOptions | None = None,
 ) -> DupsResult:
-    """Near-duplicate groups of every image file in the catalog (see the module docstring)."""
+    """Near-duplicate groups of the catalog's image files (see the module docstring), ready for
+    review: keep rule, reference folders, scope, missing files (searcher.group_review)."""
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"--threshold must be in (0, 1], not {threshold:g}")
     if neighbours < 1:
@@ -288,7 +299,9 @@ def find_duplicates(
     reporter = reporter or Reporter()
     result = DupsResult(groups=[], threshold=threshold, neighbours=neighbours)
     clock = time.perf_counter()
-    members = _file_rows(catalog)
+    review = review or ReviewOptions()
+    set_aside = catalog.store.moved_out_ids()  # moved out for review: not offered again
+    members = [m for m in _file_rows(catalog) if m.image_id not in set_aside and in_scope(m.path, review)]
     result.images = len(members)
     ids = np.array([m.image_id for m in members], dtype=np.int64)
     indexes = {name: index for name, index in catalog.indexes.items() if name in FUSED_SIGNATURES}
@@ -312,17 +325,27 @@ def find_duplicates(
     scores = _verified_scores(catalog, members, pairs, scored, mirror, need, same_bytes, threshold, workers, reporter, result)
     result.timings["verify"] = time.perf_counter() - clock
 
-    linked = np.flatnonzero(scores >= threshold)
-    ignored = catalog.store.ignored_pairs()
-    if ignored:  # pairs a reviewer marked "not duplicates" are not linked
-        linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]]
     result.candidate_pairs = len(pairs)
+    _review_groups(catalog, members, pairs, scores, review, reporter, result)
+    return result
+
+
+def _review_groups(catalog: Catalog, members, pairs, scores, review, reporter, result) -> None:
+    """Linked pairs (minus the ignored ones) -> groups ready to act on (searcher.group_review), minus the ignored groups."""
+    linked = np.flatnonzero(scores >= result.threshold)
+    ignored = catalog.store.ignored_pairs()
+    if ignored:
+        linked = linked[[_sha_pair(members, a, b) not in ignored for a, b in pairs[linked]]]
     result.linked_pairs = len(linked)
-    groups = _groups(members, pairs[linked], scores[linked])
+    groups, result.review = prepare_groups(_groups(members, pairs[linked], scores[linked]), review, group_id)
+    if result.review.missing:
+        reporter.warn(
+            f"{result.review.missing} file(s) in the catalog are gone from disk (e.g. {result.review.missing_paths[0]}) "
+            "and were left out; `searcher prune` removes them"
+        )
     ignored_groups = catalog.store.ignored_group_ids()
     result.groups = [g for g in groups if g.id not in ignored_groups]
     result.ignored_groups = len(groups) - len(result.groups)
-    return result
 
 
 def _sha_pair(members: list[Member], a: int, b: int) -> tuple[str, str]:

@@ -26,6 +26,7 @@ class IngestOptions:
     signatures: tuple[str, ...] = DEFAULT_SIGNATURES
     sampling: Sampling = field(default_factory=Sampling)  # for video files
     executor: str = "local"  # local | ray | ray://ADDRESS (searcher.executors)
+    exclude: tuple[str, ...] = ()  # globs of files and folders to leave out (ingest_plan.excluded)
     wait: bool = True  # when another ingest runs on the catalog: wait for it (else CatalogBusy)
 
 
@@ -70,7 +71,9 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
     options = options or IngestOptions()
     parse_executor(options.executor)  # an unknown or uninstalled executor is refused before any change
     reporter = reporter or Reporter()
-    roots = check_roots([os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)], reporter.warn)
+    roots = check_roots(
+        [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)], reporter.warn, catalog.store
+    )
     check_save_frames(options.sampling.save_frames)
     # One writer at a time: a second ingest planning against rows the first is still changing would
     # add the same paths twice (IntegrityError) and leave indexes behind the catalog.
@@ -81,21 +84,21 @@ def run(catalog: Catalog, paths, options: IngestOptions | None = None, reporter:
 def _run(catalog: Catalog, roots: list[str], options: IngestOptions, reporter: Reporter) -> IngestSummary:
     from searcher.features import build_extractors
     from searcher.ingest_apply import Writer
-    from searcher.ingest_plan import plan, scan
+    from searcher.ingest_plan import expected_units, plan, scan
     from searcher.ingest_work import run_tasks
 
     summary = IngestSummary()
     extractors = build_extractors(options.signatures)
     skip = [str(catalog.location.vector_dir)]
     unreadable: list = []
-    scanned = scan(roots, skip, summary, reporter, unreadable)
+    scanned = scan(roots, skip, summary, reporter, unreadable, options.exclude)
     tasks, missing, known_hashes = plan(catalog, roots, scanned, extractors, options.sampling, reporter, summary, unreadable)
     if not tasks and not missing:
         return summary  # nothing changed: not even the indexes are opened
     writer = Writer(catalog, extractors, summary, reporter, missing, options.sampling.key())
     catalog.changed()
     writer.begin()
-    reporter.start(len(tasks))
+    reporter.start(expected_units(tasks, options.sampling))
     try:
         for batch in (tasks, None):
             if batch is None:  # second pass: files whose known twin changed during this run

@@ -33,6 +33,30 @@ class Changes:
         self.removes: list[int] = []
 
 
+def units(result: Result) -> int:
+    """Progress units of a result: one per image, one per sampled frame of a video."""
+    if result.frames is None:
+        return 1
+    return max(1, sum(1 for f in result.frames if f.box is None))
+
+
+def remove_rows(catalog: Catalog, rows, reporter: Reporter) -> int:
+    """Remove these file rows (each with .id, .path, .kind), their signatures, frames and index
+    entries (searcher prune); the number removed."""
+    from searcher.ingest import IngestSummary
+
+    extractors = [e for e in catalog.extractors.values() if e.indexed]
+    writer = Writer(catalog, extractors, IngestSummary(), reporter, {r.path: r for r in rows}, "")
+    catalog.changed()
+    writer.begin()
+    try:
+        writer.remove_missing()
+    finally:
+        writer.save_indexes()
+        catalog.changed()
+    return writer.summary.removed
+
+
 class Writer:
     """Applies results to the catalog in batched transactions, then to the indexes."""
 
@@ -61,7 +85,9 @@ class Writer:
             self.indexes[extractor.name] = index
 
     def add(self, results: Iterable[Result]) -> None:
+        results = list(results)
         self.pending.extend(results)
+        self.reporter.advance(sum(units(r) for r in results))
         if len(self.pending) >= COMMIT_EVERY or time.monotonic() - self.last_flush > COMMIT_SECONDS:
             self.flush()
 
@@ -90,7 +116,6 @@ class Writer:
         for path, reason in self.summary.failures[len(before[1]) :]:
             self.reporter.failed(path, reason)
         self._update_indexes(changes)
-        self.reporter.advance(len(self.pending))
         self.pending.clear()
         self.last_flush = time.monotonic()
 
@@ -235,6 +260,7 @@ class Writer:
             moved_from = next((s for s in sources if self._is_gone(s.path)), None)
             if moved_from is not None:
                 self.missing.pop(moved_from.path, None)
+                batch.clear_moved_out(moved_from.id)  # back in a library folder: offered again by dups
                 moved_from.path, moved_from.size, moved_from.mtime_ns = task.path, task.size, task.mtime_ns
                 self.summary.moved += 1
                 return

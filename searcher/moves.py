@@ -46,13 +46,13 @@ def _under(path: str, folder: str) -> bool:
 
 def plan_moves(groups: list[Group], destination: str | os.PathLike) -> list[Move]:
     """DEST/<group id>/<file name> for every member but the kept copy (a name taken gets ~2, ~3...).
-    Members already under DEST stay where they are."""
+    Members already under DEST, and members under a --reference folder, stay where they are."""
     destination = os.path.abspath(os.fspath(destination))
     taken: set[str] = set()
     moves = []
     for group in groups:
         for member in group.members[1:]:
-            if _under(member.path, destination):
+            if _under(member.path, destination) or member.path in group.protected:
                 continue
             folder = os.path.join(destination, group.id)
             stem, ext = os.path.splitext(os.path.basename(member.path))
@@ -215,13 +215,15 @@ def _carry_out(groups: list[Group], moves: list[Move], log, catalog: Catalog | N
             continue
         outcome.moved.append(move)
         if catalog is not None:
-            _repoint(catalog, move.source, move.target, warn)
+            _repoint(catalog, move.source, move.target, warn, log=os.path.abspath(log.name))
     return outcome
 
 
-def _repoint(catalog: Catalog, old: str, new: str, warn) -> None:
-    """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it unchanged)."""
-    if not catalog.store.repoint(old, new):
+def _repoint(catalog: Catalog, old: str, new: str, warn, log: str | None) -> None:
+    """The catalog row of `old` now describes `new` (same bytes, same mtime: the next ingest sees it
+    unchanged). `log`: the log of a move for review (the row is set aside: dups leaves it out);
+    None: an undo (the row is offered again)."""
+    if not catalog.store.repoint_for_review(old, new, log):
         warn(f"catalog already has a row for {new}; run searcher ingest to reconcile")
 
 
@@ -269,6 +271,12 @@ def parse_log(log_path: str | os.PathLike) -> MoveLog:
                 except (UnicodeDecodeError, ValueError, RecursionError):
                     problems.append((where, "not a JSON line"))
                     continue
+                if isinstance(entry, dict) and entry.get("op") == "link":  # searcher.links
+                    if {"path", "target", "kind", "sha256"} <= set(entry):
+                        entries.append(entry)
+                    else:
+                        problems.append((where, "a link record without its path, target, kind or sha256"))
+                    continue
                 if isinstance(entry, dict) and entry.get("op", "move") != "move":
                     continue  # another kind of record: nothing to undo
                 problem = _entry_problem(entry)
@@ -310,7 +318,10 @@ def undo_moves(log_path: str | os.PathLike, catalog: Catalog | None = None, warn
     try:
         with _writing(catalog, "undo"):
             for entry in reversed(log.entries):
-                _undo_one(entry, catalog, opened, outcome, warn)
+                if entry.get("op") == "link":
+                    _undo_link(entry, outcome, warn)
+                else:
+                    _undo_one(entry, catalog, opened, outcome, warn)
     finally:
         for other in opened.values():
             if other is not None:
@@ -346,7 +357,24 @@ def _undo_one(entry: dict, catalog: Catalog | None, opened: dict, outcome: UndoO
         pass  # not empty: other files remain there
     target_catalog = catalog if catalog is not None else _catalog_for(entry.get("catalog"), opened, warn)
     if target_catalog is not None:
-        _repoint(target_catalog, target, source, warn)
+        _repoint(target_catalog, target, source, warn, log=None)
+
+
+def _undo_link(entry: dict, outcome: UndoOutcome, warn) -> None:
+    """Undo one link of `dups --link` (searcher.links.undo_link)."""
+    from searcher.links import undo_link
+
+    try:
+        reason = undo_link(entry)
+    except OSError as e:
+        reason = f"cannot restore: {e.strerror or e}"
+        outcome.failed += 1
+    if reason is None:
+        outcome.restored.append((f"link to {entry['target']}", entry["path"]))
+    else:
+        outcome.skipped.append((entry["path"], reason))
+        if reason != "already gone":
+            warn(f"not restored: {entry['path']}: {reason}")
 
 
 def _catalog_for(logged: str | None, opened: dict, warn):

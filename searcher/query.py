@@ -180,8 +180,8 @@ def _rerank(
         hit.scores["p_same"] = hit.score
         if verified[i]:
             hit.scores.update(orb_matches=float(matches[i]), orb_inliers=float(inliers[i]))
-        if metric == "orb":
-            hit.score = float(inliers[i])
+        if metric == "orb":  # the score stays a similarity: the verification in [0, 1] (counts in orb_inliers)
+            hit.score = scoring.verification_score(inliers[i])
         hits.append(hit)
     key = (lambda k: (-inliers[k], -logits[k])) if metric == "orb" else (lambda k: (-logits[k], -matches[k]))
     return [hits[k] for k in sorted(range(len(ids)), key=key)[:top]]
@@ -243,7 +243,7 @@ def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_metho
             else:
                 sims[where] = _similarity(name, values[where], hist_method)
         similarities[name] = sims
-        raw[name if name != "hist" else f"hist_{hist_method}"] = values
+        raw[_raw_name(name, hist_method)] = values
     return similarities, raw, grey
 
 
@@ -269,10 +269,25 @@ def _similarity(name: str, values: np.ndarray, hist_method: str) -> np.ndarray:
     return scoring.cosine_similarity(values)
 
 
+DISTANCES = ("chisqr", "bhattacharyya")  # compareHist methods where lower = more similar
+
+
+def _raw_name(signature: str, hist_method: str) -> str:
+    """Name of a signature's raw value in Hit.scores: distances (lower = more similar) carry `_distance`."""
+    if signature == "hist":
+        return f"hist_{hist_method}" + ("_distance" if hist_method in DISTANCES else "")
+    if signature == "mse":
+        return "mse_distance"
+    return signature  # a cosine: a similarity already, the same number as the similarity
+
+
 def _hit(image_id: int, score: float, similarities, raw, k: int) -> Hit:
+    """Scores: every similarity (higher = more similar) under its signature's name, plus the raw
+    values: distances under a `_distance` name, the compareHist similarities (correl, intersect) as they are."""
     scores = {name: float(values[k]) for name, values in raw.items() if not np.isnan(values[k])}
-    if "hist_raw" in similarities and not np.isnan(similarities["hist_raw"][k]):
-        scores["hist"] = float(similarities["hist_raw"][k])
+    for name, sims in similarities.items():
+        if name != "hist" and not np.isnan(sims[k]):
+            scores["hist" if name == "hist_raw" else name] = float(sims[k])
     return Hit(image_id=image_id, path="", score=float(score), scores=scores)
 
 

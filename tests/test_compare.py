@@ -152,8 +152,8 @@ def test_cli_compare_json_and_draw(tmp_path):
     assert data["near_duplicate"] is True and data["a"] == str(PHOTOS[1])
     for key in (
         "hist",
-        "mse",
-        "mse_oriented",
+        "mse_distance",
+        "mse_oriented_distance",
         "orb_matches",
         "orb_inliers",
         "sift_bf_matches",
@@ -165,7 +165,7 @@ def test_cli_compare_json_and_draw(tmp_path):
         "rule",
     ):
         assert key in data
-    assert set(data["hist"]) == {"correl", "chisqr", "intersect", "bhattacharyya"}
+    assert set(data["hist"]) == {"correl", "chisqr_distance", "intersect", "bhattacharyya_distance"}
     assert cv2.imread(str(drawing)) is not None
 
 

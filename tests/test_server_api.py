@@ -104,7 +104,7 @@ def test_query_by_id_and_by_metric(served):
     assert similar["query"] == first["path"] and similar["results"][0]["id"] == first["id"]
     assert one_line_error(client.get(f"/api/images/{first['id']}/similar?metric=nonsense"), 422)
     chisqr = client.get(f"/api/images/{first['id']}/similar?top=2&metric=hist&hist_method=chisqr").json()["results"]
-    assert "hist_chisqr" in chisqr[0]["scores"] and chisqr[0]["id"] == first["id"]
+    assert "hist_chisqr_distance" in chisqr[0]["scores"] and chisqr[0]["id"] == first["id"]
     assert "not in this catalog" in one_line_error(client.get(f"/api/images/{first['id']}/similar?metric=ae"), 400)
 
 

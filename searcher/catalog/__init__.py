@@ -267,8 +267,10 @@ class Catalog:
         workers: int = 0,
         reporter=None,
         verify_budget: int | None = None,
+        review=None,
     ):
-        """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult."""
+        """Near-duplicate groups of the whole catalog with the figures of the run -> DupsResult.
+        `review`: keep rule, reference folders and scope (searcher.group_review.ReviewOptions)."""
         from searcher import dups
         from searcher.scoring import DEFAULT_THRESHOLD
 
@@ -276,7 +278,13 @@ class Catalog:
         neighbours = dups.DEFAULT_NEIGHBOURS if neighbours is None else neighbours
         budget = dups.DEFAULT_VERIFY_BUDGET if verify_budget is None else verify_budget
         return dups.find_duplicates(
-            self, threshold=threshold, neighbours=neighbours, workers=workers, reporter=reporter, verify_budget=budget
+            self,
+            threshold=threshold,
+            neighbours=neighbours,
+            workers=workers,
+            reporter=reporter,
+            verify_budget=budget,
+            review=review,
         )
 
     def find_duplicates(
@@ -318,6 +326,12 @@ class Catalog:
         moves = plan_moves(groups, destination) if moves is None else moves
         log_path = default_log_path(destination) if log_path is None else log_path
         return move_duplicates(groups, moves, log_path, self, warn=self.warn, destination=destination)
+
+    def prune(self):
+        """Remove the rows of every catalog file gone from disk -> PruneResult (searcher.prune)."""
+        from searcher.prune import prune
+
+        return prune(self)
 
     def undo(self, log_path):
         """Move every file of a move log back and re-point this catalog's rows -> UndoOutcome."""

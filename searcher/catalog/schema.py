@@ -90,3 +90,16 @@ class IgnoredPairRow(Base):
     sha_a: Mapped[str] = mapped_column(String(64), primary_key=True)
     sha_b: Mapped[str] = mapped_column(String(64), primary_key=True)
     created: Mapped[str] = mapped_column(String(32))
+
+
+class MovedOutRow(Base):
+    """A file `dups --move-to` set aside for review (migration 0005): its row follows the file to the
+    review folder; this remembers where it was. dups leaves it out, undo deletes the record, and an
+    ingest of a folder that held it prunes the row once the file is gone from the review folder."""
+
+    __tablename__ = "moved_out"
+
+    image_id: Mapped[int] = mapped_column(Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    original_path: Mapped[str] = mapped_column(Text, index=True)
+    log: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[str] = mapped_column(String(32))

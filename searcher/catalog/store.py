@@ -31,6 +31,7 @@ from searcher.catalog.schema import (
     IgnoredGroupRow,
     IgnoredPairRow,
     ImageRow,
+    MovedOutRow,
     SignatureRow,
     StateRow,
 )
@@ -214,6 +215,16 @@ class Store:
         with self.session() as session:
             return dict(session.execute(select(ImageRow.kind, func.count()).group_by(ImageRow.kind)).all())
 
+    def row_id(self, path: str) -> int | None:
+        with self.session() as session:
+            return session.scalar(select(ImageRow.id).where(ImageRow.path == path))
+
+    def set_file_stat(self, path: str, size: int, mtime_ns: int) -> None:
+        """A file's size and time changed without its bytes (a link replaced it): the next ingest sees it unchanged."""
+        with self.session() as session:
+            session.execute(update(ImageRow).where(ImageRow.path == path).values(size=size, mtime_ns=mtime_ns))
+            session.commit()
+
     def entry(self, image_id: int) -> dict | None:
         """One row as a reviewer sees it: id, path (for a frame or crop: its video's), kind, status, sha256,
         width, height, size, and for a frame or crop frame, time and box ("x,y,w,h"); None when absent."""
@@ -268,6 +279,51 @@ class Store:
         """(sha_a, sha_b) with sha_a < sha_b."""
         with self.session() as session:
             return {(row.sha_a, row.sha_b) for row in session.execute(select(IgnoredPairRow.sha_a, IgnoredPairRow.sha_b))}
+
+    # ---- files set aside for review (migration 0005) ----
+
+    def repoint_for_review(self, old: str, new: str, log: str | None) -> bool:
+        """Like repoint, and the row is marked set aside for review (`log`: the move log), or, with
+        log None (an undo), no longer set aside. False (nothing done) when `new` has a row already."""
+        with self.session() as session:
+            if session.scalar(select(ImageRow.id).where(ImageRow.path == new)) is not None:
+                return False
+            image_id = session.scalar(select(ImageRow.id).where(ImageRow.path == old))
+            if image_id is None:
+                return True
+            session.execute(update(ImageRow).where(ImageRow.id == image_id).values(path=new))
+            session.execute(delete(MovedOutRow).where(MovedOutRow.image_id == image_id))
+            if log is not None:
+                session.add(MovedOutRow(image_id=image_id, original_path=old, log=log, created=_now()))
+            session.commit()
+        return True
+
+    def moved_out_ids(self) -> set[int]:
+        with self.session() as session:
+            return set(session.scalars(select(MovedOutRow.image_id)))
+
+    def moved_out_rows(self) -> list:
+        """(id, path, size, mtime_ns, status, kind, sampling, error, original_path) of every file set aside."""
+        query = select(
+            ImageRow.id,
+            ImageRow.path,
+            ImageRow.size,
+            ImageRow.mtime_ns,
+            ImageRow.status,
+            ImageRow.kind,
+            ImageRow.sampling,
+            ImageRow.error,
+            MovedOutRow.original_path,
+        ).join(MovedOutRow, MovedOutRow.image_id == ImageRow.id)
+        with self.session() as session:
+            return session.execute(query).all()
+
+    def has_rows_under(self, folder: str) -> bool:
+        """Whether any row's path is `folder` or inside it."""
+        prefix = folder.rstrip("/") + "/"
+        under = (ImageRow.path == folder) | (func.substr(ImageRow.path, 1, len(prefix)) == prefix)
+        with self.session() as session:
+            return session.scalar(select(ImageRow.id).where(under).limit(1)) is not None
 
     # ---- what an ingest plans with ----
 
@@ -388,6 +444,10 @@ class Batch:
             batch = ids[start : start + IN_BATCH]
             self.session.execute(delete(SignatureRow).where(SignatureRow.image_id.in_(batch)))
             self.session.execute(delete(ImageRow).where(ImageRow.id.in_(batch)))
+
+    def clear_moved_out(self, image_id: int) -> None:
+        """The file is back in a library folder: offered again by dups."""
+        self.session.execute(delete(MovedOutRow).where(MovedOutRow.image_id == image_id))
 
     def drop_children(self, video_id: int) -> list[int]:
         """Delete the frame and crop rows of a video; returns their ids."""

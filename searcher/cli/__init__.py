@@ -1,9 +1,11 @@
 """Command line: parse, call one library function, print. Results on stdout, the rest on stderr.
 
-The commands live in searcher.cli.search (ingest, query, train, reindex) and searcher.cli.review
-(compare, dups, undo, info), searcher.cli.serve (serve) and searcher.cli.admin (migrate); this module builds the app and is the
-error boundary: whatever a command raises becomes one line on stderr and an exit code (1 error,
-2 bad usage, 130 Ctrl-C); `--debug` shows the traceback instead.
+The commands live in searcher.cli.search (ingest, query, train, reindex, prune), searcher.cli.review
+(compare, dups, undo, info), searcher.cli.serve (serve) and searcher.cli.admin (migrate);
+searcher.cli.output formats results and
+searcher.cli.progress draws progress. This module builds the app and is the error boundary: whatever
+a command raises becomes one line on stderr and an exit code (1 error, 2 bad usage, 130 Ctrl-C);
+`--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Near-duplicate image search with a persistent index.",
     pretty_exceptions_enable=False,
+    # Plain Click help: text in square brackets ([default: ...]) is shown as written, not eaten as markup.
+    rich_markup_mode=None,
 )
 
 INTERRUPTED = "interrupted: work committed so far is kept"
@@ -34,7 +38,7 @@ def _print_version(value: bool) -> None:
     if value:
         from searcher import __version__
 
-        out.print(__version__)
+        out.print(__version__, markup=False)
         raise typer.Exit()
 
 

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err, out, progress_bar
+from searcher.cli.common import CatalogOption, VectorsOption, catalog_at, err, out
+from searcher.cli.progress import ProgressReporter
 
 
 def migrate(
@@ -23,11 +24,14 @@ def migrate(
     """
     from searcher import api
 
-    with progress_bar() as progress:
-        task = progress.add_task("copying", total=None)
+    with ProgressReporter(unit="rows") as reporter:
+        tables: list[str] = []
 
         def advance(table: str, rows: int) -> None:
-            progress.update(task, description=f"copying {table}", completed=rows)
+            if not tables or tables[-1] != table:
+                tables.append(table)
+                reporter.start(0, f"copying {table}")
+            reporter.advance(rows - reporter.done)
 
         counts = api.migrate(catalog_at(catalog, vectors), to, advance)
     err.print(f"copied into {to}", markup=False)

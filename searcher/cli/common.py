@@ -1,12 +1,13 @@
-"""What every command-line module shares: the two consoles, the --catalog option, warnings, progress bars."""
+"""What every command-line module shares: the two consoles, the --catalog and --weights options, warnings."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import os
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from searcher.text import printable
 
@@ -61,31 +62,24 @@ def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False)
 
 
-@contextmanager
-def progress_bar():
-    """A transient rich progress display on stderr, drawn only on a terminal (in a log or a pipe it
-    would leave a blank line behind, the only trace of a bar nobody saw)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        yield progress
+WeightsOption = typer.Option(
+    None,
+    "--weights",
+    help="Autoencoder weights for the ae signature, e.g. from `searcher train` [default: $SEARCHER_AE_WEIGHTS, else the shipped weights]",
+    dir_okay=False,
+    show_default=False,
+    metavar="FILE",
+)
 
 
-class IngestProgress:
-    """Ingest reporter drawing a rich progress bar on stderr."""
+def use_weights(weights: Optional[Path]) -> None:
+    """--weights FILE: every ae extractor of this process and its workers loads FILE (via the environment)."""
+    if weights is None:
+        return
+    if not weights.is_file():
+        from searcher.errors import UsageError
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = None
+        raise UsageError(f"no such weights file: {weights}")
+    from searcher.features.ae_weights import WEIGHTS_ENV
 
-    def start(self, total: int) -> None:
-        self.task = self.progress.add_task("extracting", total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
-
-    def warn(self, message: str) -> None:
-        self.progress.console.print(f"warning: {message}", markup=False)
-
-    def failed(self, path: str, reason: str) -> None:
-        self.progress.console.print(f"failed: {path}: {reason}", markup=False)
+    os.environ[WEIGHTS_ENV] = str(weights.resolve())

@@ -6,16 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from searcher.cli.common import CatalogOption, Interrupted, VectorsOption, catalog_at, err, out, progress_bar, warn
+from searcher.cli.common import CatalogOption, Interrupted, VectorsOption, WeightsOption, catalog_at, err, out, use_weights, warn
+from searcher.cli.output import dups_table, terminal_width
+from searcher.cli.progress import ProgressReporter
 from searcher.text import json_safe, printable_name
 
 DEFAULT_THRESHOLD = 0.5  # searcher.scoring.DEFAULT_THRESHOLD, repeated so that --help imports nothing heavy
@@ -54,6 +56,7 @@ def compare(
     draw: Optional[Path] = typer.Option(
         None, "--draw", help="Write A and B side by side with ORB matches drawn (PNG).", dir_okay=False
     ),
+    weights: Optional[Path] = WeightsOption,
 ) -> None:
     """Every measure between two images (histograms, MSE, ORB, SIFT, autoencoder) and the near-duplicate verdict.
 
@@ -67,6 +70,7 @@ def compare(
     for p in (a, b):
         if not p.exists():
             raise UsageError(f"no such file: {p}")
+    use_weights(weights)
     result = api.compare(a, b, catalog=catalog_at(catalog, vectors), threshold=threshold, warn=warn)
     if draw is not None:
         width, height = draw_comparison(result, draw)
@@ -130,136 +134,261 @@ def _comparison_rows(result) -> list[tuple[str, str, str]]:
     ]
 
 
-class _Progress:
-    """dups reporter: one rich progress bar per stage, on stderr."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = None
-
-    def start(self, total: int, description: str = "") -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(description or "working", total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
-
-    def warn(self, message: str) -> None:
-        self.progress.console.print(f"warning: {message}", markup=False)
+class KeepRule(str, Enum):
+    original = "original"
+    largest = "largest"
+    oldest = "oldest"
+    newest = "newest"
+    shortest_path = "shortest-path"
 
 
-DupsThresholdOption = typer.Option(
+class LinkKind(str, Enum):
+    hard = "hard"
+    sym = "sym"
+
+
+# dups options, declared apart so that the command reads as what it does
+_PATHS = typer.Argument(
+    None, help="Only groups with a file under these folders [default: the whole catalog]", show_default=False, metavar="PATH"
+)
+_KEEP = typer.Option(
+    KeepRule.original,
+    "--keep",
+    help="Copy to keep: original (most real detail: upscaled and heavily recompressed copies lose; then oldest), largest, oldest, newest, shortest-path.",
+)
+_REFERENCE = typer.Option(
+    None,
+    "--reference",
+    help="Files in this folder are always kept, never moved or linked (repeatable)",
+    file_okay=False,
+    show_default=False,
+    metavar="DIR",
+)
+_THRESHOLD = typer.Option(
     DEFAULT_THRESHOLD,
     "--threshold",
     min=0.01,
     max=1.0,
     help="Calibrated probability of 'same picture' at which two images are linked.",
 )
-NeighboursOption = typer.Option(
+_NEIGHBOURS = typer.Option(
     DEFAULT_NEIGHBOURS, "--neighbours", "-k", min=1, help="Nearest neighbours of each image asked of each index."
 )
-VerifyBudgetOption = typer.Option(
+_VERIFY_BUDGET = typer.Option(
     DEFAULT_VERIFY_BUDGET, "--verify-budget", min=0, help="Most ORB verifications per image (its most promising pairs first)."
+)
+_WORKERS = typer.Option(
+    0, "--workers", "-w", min=0, help="Verification processes [default: one per core]", show_default=False, metavar="N"
+)
+_FMT = typer.Option(DupsFormat.table, "--format", help="Output format.")
+_HTML_PATH = typer.Option(
+    None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False, metavar="FILE"
+)
+_IGNORE = typer.Option(
+    None,
+    "--ignore",
+    help="Record that group GROUP_ID is not a group of duplicates: it is not shown again (repeatable)",
+    show_default=False,
+    metavar="GROUP_ID",
+)
+_IGNORE_PAIR = typer.Option(
+    None,
+    "--ignore-pair",
+    help="Record that files A and B are not duplicates of each other (by content: survives renames)",
+    show_default=False,
+    metavar="A B",
+)
+_MOVE_TO = typer.Option(
+    None,
+    "--move-to",
+    help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).",
+    file_okay=False,
+    metavar="DIR",
+)
+_LINK = typer.Option(
+    None,
+    "--link",
+    help="Replace each copy with the kept file's bytes by a hard or symbolic link to it; with --move-to, every copy is moved and linked (a dry run without --yes).",
+    show_default=False,
+)
+_YES = typer.Option(False, "--yes", help="With --move-to or --link: really do it.")
+_LOG = typer.Option(
+    None,
+    "--log",
+    help="With --yes: the action log [default: DIR/searcher-moves-<time>.jsonl, or in the catalog folder]",
+    dir_okay=False,
+    show_default=False,
+    metavar="FILE",
 )
 
 
 def dups(
+    paths: Optional[List[Path]] = _PATHS,
     catalog: Optional[str] = CatalogOption,
     vectors: Optional[str] = VectorsOption,
-    threshold: float = DupsThresholdOption,
-    neighbours: int = NeighboursOption,
-    workers: int = typer.Option(0, "--workers", "-w", min=0, help="Verification processes [default: one per core]."),
-    verify_budget: int = VerifyBudgetOption,
-    fmt: DupsFormat = typer.Option(DupsFormat.table, "--format", help="Output format."),
-    html_path: Optional[Path] = typer.Option(
-        None, "--html", help="Also write a self-contained HTML report of the groups.", dir_okay=False
-    ),
-    move_to: Optional[Path] = typer.Option(
-        None,
-        "--move-to",
-        help="Move all but the kept copy of each group to DIR/<group id>/ (a dry run without --yes).",
-        file_okay=False,
-    ),
-    yes: bool = typer.Option(False, "--yes", help="With --move-to: really move the files."),
-    log: Optional[Path] = typer.Option(
-        None, "--log", help="With --move-to --yes: the move log [default: DIR/searcher-moves-<time>.jsonl].", dir_okay=False
-    ),
+    keep: KeepRule = _KEEP,
+    reference: Optional[List[Path]] = _REFERENCE,
+    threshold: float = _THRESHOLD,
+    neighbours: int = _NEIGHBOURS,
+    workers: int = _WORKERS,
+    verify_budget: int = _VERIFY_BUDGET,
+    fmt: DupsFormat = _FMT,
+    html_path: Optional[Path] = _HTML_PATH,
+    ignore: Optional[List[str]] = _IGNORE,
+    ignore_pair: Optional[Tuple[Path, Path]] = _IGNORE_PAIR,
+    move_to: Optional[Path] = _MOVE_TO,
+    link: Optional[LinkKind] = _LINK,
+    yes: bool = _YES,
+    log: Optional[Path] = _LOG,
 ) -> None:
-    """Group the whole catalog into near-duplicate groups and suggest the copy to keep in each.
+    """Group the catalog into near-duplicate groups, say which copy to keep in each and why, and act on them.
 
     Each image's nearest neighbours in every index are candidates; a pair is linked when
     the calibrated probability of "same picture" >= --threshold (see `searcher compare`), and groups are the connected sets of
-    linked images. Keep: largest resolution, then largest file, then oldest. Group id: "g" + the
-    smallest sha256 of its members (12 hex digits), stable across runs. Nothing is ever deleted.
+    linked images. Group id: "g" + the smallest sha256 of its members (12 hex digits), stable across
+    runs. Files moved out for review, paths of one file (hard links) and files gone from disk are
+    not offered. Nothing is ever deleted; every action is logged and `searcher undo LOG` reverses it.
     """
     from searcher.catalog import Catalog
     from searcher.errors import UsageError
+    from searcher.group_review import ReviewOptions
 
-    if (yes or log) and move_to is None:
-        raise UsageError("--yes and --log go with --move-to DIR")
+    if (yes or log) and move_to is None and link is None:
+        raise UsageError("--yes and --log go with --move-to DIR or --link hard|sym")
+    for folder in [*(paths or []), *(reference or [])]:
+        if not folder.is_dir():
+            raise UsageError(f"no such folder: {folder}")
+    review = ReviewOptions(
+        keep_rule=keep.value,
+        references=tuple(os.path.realpath(r) for r in reference or ()),  # as ingest catalogues them
+        scope=tuple(os.path.realpath(p) for p in paths or ()),
+    )
     with Catalog.open(catalog_at(catalog, vectors), create=False, warn=warn) as opened:
-        with progress_bar() as progress:
+        _record_ignores(opened, ignore or [], ignore_pair)
+        with ProgressReporter(unit="pairs") as reporter:
             result = opened.duplicates(
                 threshold=threshold,
                 neighbours=neighbours,
                 workers=workers,
-                reporter=_Progress(progress),
+                reporter=reporter,
+                review=review,
                 verify_budget=verify_budget,
             )
-        grouped = sum(len(g.members) for g in result.groups)
-        seconds = sum(result.timings.values())
-        rate = result.candidate_pairs / seconds if seconds > 0 else 0.0
-        err.print(
-            f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
-            f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s, {rate:.0f} pairs/s)"
-            + (f"; {result.ignored_groups} group(s) marked not duplicates left out" if result.ignored_groups else ""),
-            markup=False,
-        )
+        _print_summary(result)
         _print_groups(result, fmt)
         if html_path is not None:
             from searcher.report import write_dups_html
 
             shown = write_dups_html(result, html_path)
             err.print(f"wrote {html_path} ({shown} groups)", markup=False)
-        if move_to is not None:
-            _move(opened, result, move_to, yes, log)
+        if move_to is not None or link is not None:
+            _act(opened, result, move_to, link.value if link else None, yes, log)
 
 
-def _move(catalog, result, move_to: Path, yes: bool, log: Optional[Path]) -> None:
-    """--move-to: the dry run, or the moves with their log."""
+def _print_summary(result) -> None:
+    grouped = sum(len(g.members) for g in result.groups)
+    seconds = sum(result.timings.values())
+    rate = result.candidate_pairs / seconds if seconds > 0 else 0.0
+    err.print(
+        f"{result.images} files, {result.candidate_pairs} candidate pairs, {result.verified_pairs} verified with ORB, "
+        f"{result.linked_pairs} linked: {len(result.groups)} groups of {grouped} files ({seconds:.1f} s, {rate:.0f} pairs/s)"
+        + (f"; {result.ignored_groups} group(s) marked not duplicates left out" if result.ignored_groups else ""),
+        markup=False,
+    )
+
+
+def _record_ignores(catalog, groups: list[str], pair) -> None:
+    """--ignore / --ignore-pair: decisions stored in the catalog, keyed by content."""
+    import re
+
+    from searcher.errors import UsageError
+
+    for group in groups:
+        if not re.fullmatch(r"g[0-9a-f]{12}|id[0-9]+", group):
+            raise UsageError(f"not a group id: {group!r} (ids look like g1a2b3c4d5e6f, as dups prints them)")
+    shas = [_content_id(p) for p in pair] if pair else []
+    if shas and shas[0] == shas[1]:
+        raise UsageError(f"{pair[0]} and {pair[1]} have the same bytes: they are duplicates")
+    for group in groups:
+        catalog.store.add_ignored_group(group)
+        err.print(f"group {group} marked not duplicates", markup=False)
+    if shas:
+        catalog.store.add_ignored_pair(*shas)
+        err.print(f"{pair[0]} and {pair[1]} marked not duplicates", markup=False)
+
+
+def _content_id(path: Path) -> str:
+    """sha256 of a file's bytes (what the catalog keys pair decisions by)."""
+    from searcher.errors import UsageError
+    from searcher.links import sha256_file
+
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    try:
+        return sha256_file(str(path))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _act(catalog, result, move_to: Optional[Path], link: Optional[str], yes: bool, log: Optional[Path]) -> None:
+    """--move-to and/or --link: a dry run that lists every action, or (with --yes) the logged actions."""
+    from searcher.links import plan_links
     from searcher.moves import default_log_path
 
-    moves = catalog.plan_moves(result.groups, move_to)
+    moves = catalog.plan_moves(result.groups, move_to) if move_to is not None else []
+    moved_sources = {m.source for m in moves}
+    links, left = plan_links(result.groups, moved_sources) if link else ([], [])
     if not yes:
         for move in moves:
             err.print(f"would move {move.source} -> {move.target}", markup=False)
-        err.print(
-            f"dry run: {len(moves)} file(s) would be moved to {move_to.resolve()}; nothing moved (add --yes to move them)",
-            markup=False,
-        )
+        for plan in links:
+            err.print(f"would link {plan.path} -> {plan.target} ({link})", markup=False)
+        for path, reason in left:
+            err.print(f"would leave {path}: {reason}", markup=False)
+        err.print(f"dry run: {len(moves)} move(s), {len(links)} link(s); nothing done (add --yes to do it)", markup=False)
         return
-    if not moves:
-        err.print(
-            f"nothing to move: every group's other copies are already under {move_to.resolve()}"
-            if result.groups
-            else "nothing to move",
-            markup=False,
-        )
+    if not moves and not links:
+        for path, reason in left:
+            warn(f"left {path}: {reason}")
+        err.print("nothing to do", markup=False)
         return
-    log_path = Path(log or default_log_path(move_to)).resolve()
+    log_path = Path(log or default_log_path(move_to if move_to is not None else catalog.location.directory / "logs")).resolve()
     try:
-        outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves)
+        outcome = catalog.move_duplicates(result.groups, move_to, log_path, moves) if moves else None
     except KeyboardInterrupt:
         raise Interrupted(f"the moves done are in the log {log_path} (undo: searcher undo {log_path})") from None
-    for move in outcome.moved:
+    for move in outcome.moved if outcome else []:
         err.print(f"moved {move.source} -> {move.target}", markup=False)
+    linked = 0
+    if links:
+        linked = _link(catalog, links, link, log_path, outcome, left)
+    moved = len(outcome.moved) if outcome else 0
+    skipped = len(outcome.skipped) if outcome else 0
     err.print(
-        f"moved {len(outcome.moved)} file(s), skipped {len(outcome.skipped)}; log: {Path(log_path).resolve()} "
-        f"(undo: searcher undo {Path(log_path).resolve()})",
+        f"moved {moved}, linked {linked}, skipped {skipped + len(links) - linked + len(left)}; log: {log_path.resolve()} "
+        f"(undo: searcher undo {log_path.resolve()})",
         markup=False,
     )
+
+
+def _link(catalog, links, kind: str, log_path: Path, outcome, left) -> int:
+    """The links of --link (after the moves of --move-to, if any), logged like them."""
+    from searcher.links import link_duplicates
+
+    moved = {m.source for m in outcome.moved} if outcome else set()
+    ready = [p for p in links if p.replaces or p.path in moved]  # a copy that could not be moved keeps its place
+    for path, reason in left:
+        warn(f"not linked: {path}: {reason}")
+
+    def relinked(plan) -> None:
+        if plan.replaces:  # same bytes, the link's size and time: the next ingest sees it unchanged
+            st = os.stat(plan.path)
+            catalog.store.set_file_stat(plan.path, st.st_size, st.st_mtime_ns)
+
+    done = link_duplicates(ready, kind, str(log_path), str(catalog.location.directory), warn=warn, on_linked=relinked)
+    for plan in done.linked:
+        err.print(f"linked {plan.path} -> {plan.target}", markup=False)
+    return len(done.linked)
 
 
 def _print_groups(result, fmt: DupsFormat) -> None:
@@ -268,23 +397,15 @@ def _print_groups(result, fmt: DupsFormat) -> None:
     elif fmt is DupsFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["group", "keep", "path", "score", "width", "height", "size"])
+        writer.writerow(["group", "keep", "path", "score", "width", "height", "size", "reference"])
         for g in result.groups:
             for m in g.members:
-                writer.writerow([g.id, int(m is g.keep), m.path, f"{m.score:.6f}", m.width, m.height, m.size])
-        sys.stdout.write(buffer.getvalue())
-    elif not result.groups:
-        out.print("no near-duplicate groups", markup=False)
-    else:
-        # Plain lines rather than a table: paths stay whole and greppable at any terminal width.
-        lines = []
-        for g in result.groups:
-            lines.append(f"{g.id}  {len(g.members)} images  keep: {g.keep_reason}")
-            for m in g.members:
-                lines.append(
-                    f"  {'keep' if m is g.keep else '    '}  {m.score:.3f}  {f'{m.width}x{m.height}':>11}  {m.size:>10}  {m.path}"
+                writer.writerow(
+                    [g.id, int(m is g.keep), m.path, f"{m.score:.6f}", m.width, m.height, m.size, int(m.path in g.protected)]
                 )
-        out.print("\n".join(lines), markup=False)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        out.print(dups_table(result, terminal_width()), markup=False)
 
 
 def undo(

@@ -25,13 +25,18 @@ INPUT_SIZE = 64
 CHANNELS = (32, 64, 128, 128)
 DEFAULT_LATENT_DIM = 128
 WEIGHTS_NAME = "ae.pt"
+WEIGHTS_ENV = "SEARCHER_AE_WEIGHTS"  # a weights file chosen with --weights (ingest, query, compare)
 
 
 def default_weights_path() -> Path:
-    """The shipped weights: package data (searcher/models/ae.pt) first, then the repository's models/ae.pt.
+    """$SEARCHER_AE_WEIGHTS (what `--weights FILE` sets) when set; else the shipped weights: package
+    data (searcher/models/ae.pt) first, then the repository's models/ae.pt.
 
     When neither exists, the repository location is returned (loading it then fails with a clear message).
     """
+    chosen = os.environ.get(WEIGHTS_ENV, "").strip()
+    if chosen:
+        return Path(chosen)
     here = Path(__file__).resolve()
     candidates = [here.parents[1] / "models" / WEIGHTS_NAME, here.parents[2] / "models" / WEIGHTS_NAME]
     for candidate in candidates:

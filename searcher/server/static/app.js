@@ -379,9 +379,9 @@ async function compareUploadWith(hit) {
 function renderComparison(c) {
   const rows = [
     ["size A / B", `${c.size_a.join("x")} / ${c.size_b.join("x")}`],
-    ["hist CORREL", fmt(c.hist.correl, 4)], ["hist CHISQR", fmt(c.hist.chisqr, 2)],
-    ["hist INTERSECT", fmt(c.hist.intersect, 4)], ["hist BHATTACHARYYA", fmt(c.hist.bhattacharyya, 4)],
-    ["MSE", fmt(c.mse, 5)], ["MSE, best orientation", `${fmt(c.mse_oriented, 5)} (A ${c.orientation})`],
+    ["hist CORREL", fmt(c.hist.correl, 4)], ["hist CHISQR distance", fmt(c.hist.chisqr_distance, 2)],
+    ["hist INTERSECT", fmt(c.hist.intersect, 4)], ["hist BHATTACHARYYA distance", fmt(c.hist.bhattacharyya_distance, 4)],
+    ["MSE distance", fmt(c.mse_distance, 5)], ["MSE distance, best orientation", `${fmt(c.mse_oriented_distance, 5)} (A ${c.orientation})`],
     ["ORB matches / inliers", `${c.orb_matches} / ${c.orb_inliers}${c.orb_mirrored ? " (A mirrored)" : ""}`],
     ["SIFT matches BF / FLANN", `${c.sift_bf_matches} / ${c.sift_flann_matches}`], ["SIFT inliers", c.sift_inliers],
     ["autoencoder cosine", fmt(c.ae_cosine, 4)], ["fused", fmt(c.fused)], ["score", fmt(c.score)],

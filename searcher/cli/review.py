@@ -243,8 +243,8 @@ def dups(
 ) -> None:
     """Group the catalog into near-duplicate groups, say which copy to keep in each and why, and act on them.
 
-    Each image's nearest neighbours in every index are candidates; a pair is linked when
-    the calibrated probability of "same picture" >= --threshold (see `searcher compare`), and groups are the connected sets of
+    Each image's nearest neighbours in every index are candidates; a pair is linked when its
+    calibrated p(same picture) >= --threshold (see `searcher compare`); groups are the connected sets of
     linked images. Group id: "g" + the smallest sha256 of its members (12 hex digits), stable across
     runs. Files moved out for review, paths of one file (hard links) and files gone from disk are
     not offered. Nothing is ever deleted; every action is logged and `searcher undo LOG` reverses it.
@@ -266,14 +266,8 @@ def dups(
     with Catalog.open(catalog_at(catalog, vectors), create=False, warn=warn) as opened:
         _record_ignores(opened, ignore or [], ignore_pair)
         with ProgressReporter(unit="pairs") as reporter:
-            result = opened.duplicates(
-                threshold=threshold,
-                neighbours=neighbours,
-                workers=workers,
-                reporter=reporter,
-                review=review,
-                verify_budget=verify_budget,
-            )
+            options = {"threshold": threshold, "neighbours": neighbours, "verify_budget": verify_budget}
+            result = opened.duplicates(workers=workers, reporter=reporter, review=review, **options)
         _print_summary(result)
         _print_groups(result, fmt)
         if html_path is not None:

@@ -119,6 +119,7 @@ def test_wide_columns_and_paths_formats(deep_catalog):
         "orb_matches",
         "hist_bhattacharyya_distance",
         "mse_distance",
+        "p_same",
         "path",
     ]
     picked = cli(

@@ -61,13 +61,13 @@ def where(hit, width: int | None = None) -> str:
 
 
 def verdict(hit) -> str:
-    """'near-dup' when the pair rule of dups and compare holds (searcher.scoring.pair_score >= its
-    threshold), else '-'; blank when the hit was not verified (a single-signature ranking)."""
-    if "fused" not in hit.scores or "orb_inliers" not in hit.scores:
+    """'near-dup' when the pair rule of dups and compare holds (the calibrated p_same >= the threshold),
+    else '-'; blank for a single-signature ranking (no p_same)."""
+    if "p_same" not in hit.scores:
         return ""
-    from searcher.scoring import DEFAULT_THRESHOLD, pair_score
+    from searcher.scoring import DEFAULT_THRESHOLD
 
-    return "near-dup" if pair_score(hit.scores["fused"], hit.scores["orb_inliers"]) >= DEFAULT_THRESHOLD else "-"
+    return "near-dup" if hit.scores["p_same"] >= DEFAULT_THRESHOLD else "-"
 
 
 def number(value) -> str:

@@ -156,9 +156,13 @@ def quality_class(quality: float | None) -> int:
 
 def read_facts(path: str) -> FileFacts:
     """JPEG quality and EXIF capture time from the file's header (no pixel decoding)."""
+    import stat
+
     from PIL import Image
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block the open
+            return FileFacts(False)
         with Image.open(path) as im:
             quality = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
             return FileFacts(True, quality, _capture_time(im))

@@ -51,13 +51,12 @@ from searcher.features.ae_weights import (
     weights_meta,
     weights_version,
 )
-from searcher.features.base import Extractor
-from searcher.scoring import cosine_similarity
+from searcher.features.base import UnitVectorExtractor
 
 PREPROCESSING = "2"  # bump when the recipe's preprocessing changes (2: auto-level after the resize)
 
 
-class AutoencoderExtractor(Extractor):
+class AutoencoderExtractor(UnitVectorExtractor):
     """Signature "ae": L2-normalised latent of the convolutional autoencoder (see the module recipe).
 
     dim is the latent size of the weights file and version is "1-" + sha256(weights file)[:12], so a
@@ -154,22 +153,6 @@ class AutoencoderExtractor(Extractor):
             *(cv2.rotate(image, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE)),
         ]
         return self.extract_batch([*variants, np.ascontiguousarray(image[:, ::-1])])
-
-    # -- storage and comparison ----------------------------------------------------------------
-    def to_blob(self, signature: np.ndarray) -> bytes:
-        return np.ascontiguousarray(signature, dtype=np.float16).tobytes()
-
-    def from_blob(self, blob: bytes) -> np.ndarray:
-        return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-
-    def embedding(self, signature: np.ndarray) -> np.ndarray:
-        v = np.asarray(signature, dtype=np.float32)
-        n = float(np.linalg.norm(v))
-        return v / n if n > 0 else v
-
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        a, b = self.embedding(a), self.embedding(b)
-        return cosine_similarity(float(np.dot(a, b)))
 
 
 __all__ = [

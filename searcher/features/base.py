@@ -11,6 +11,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from searcher.scoring import cosine_similarity
+
 
 class Extractor:
     """Base class: subclasses set the class attributes and implement ``extract``.
@@ -64,3 +66,24 @@ class Extractor:
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         """Similarity of two signatures in [0, 1], 1 = identical; the fused ranking averages these."""
         raise NotImplementedError
+
+
+class UnitVectorExtractor(Extractor):
+    """A learned descriptor compared by cosine (ae, cnn): stored as float16, indexed L2-normalised."""
+
+    space: ClassVar[str] = "cosine"
+
+    def to_blob(self, signature: np.ndarray) -> bytes:
+        return np.ascontiguousarray(signature, dtype=np.float16).tobytes()
+
+    def from_blob(self, blob: bytes) -> np.ndarray:
+        return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+    def embedding(self, signature: np.ndarray) -> np.ndarray:
+        v = np.asarray(signature, dtype=np.float32)
+        n = float(np.linalg.norm(v))
+        return v / n if n > 0 else v
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        a, b = self.embedding(a), self.embedding(b)
+        return cosine_similarity(float(np.dot(a, b)))

@@ -29,8 +29,7 @@ import cv2
 import numpy as np
 
 from searcher.errors import SearcherError
-from searcher.features.base import Extractor
-from searcher.scoring import cosine_similarity
+from searcher.features.base import UnitVectorExtractor
 
 PREPROCESSING = "1"  # bump when the preprocessing above changes: it is part of the version
 MODEL_NAME = "cnn.onnx"
@@ -142,7 +141,7 @@ def dihedral(image: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in turns + [t[:, ::-1] for t in turns]]
 
 
-class CnnExtractor(Extractor):
+class CnnExtractor(UnitVectorExtractor):
     """GeM descriptor of a pretrained ImageNet CNN, run with ONNX Runtime; see the module docstring."""
 
     name: ClassVar[str] = "cnn"
@@ -180,22 +179,6 @@ class CnnExtractor(Extractor):
         invariant to them. The whole-image resize commutes with them, so the resized input is turned."""
         model = self.model
         return [row.copy() for row in model(np.stack(dihedral(model.preprocess(image))))]
-
-    # -- storage and comparison ----------------------------------------------------------------
-    def to_blob(self, signature: np.ndarray) -> bytes:
-        return np.ascontiguousarray(signature, dtype=np.float16).tobytes()
-
-    def from_blob(self, blob: bytes) -> np.ndarray:
-        return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-
-    def embedding(self, signature: np.ndarray) -> np.ndarray:
-        v = np.asarray(signature, dtype=np.float32)
-        n = float(np.linalg.norm(v))
-        return v / n if n > 0 else v
-
-    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        a, b = self.embedding(a), self.embedding(b)
-        return cosine_similarity(float(np.dot(a, b)))
 
 
 __all__ = ["CnnExtractor", "CnnModel", "DIM", "INPUT_SIZE", "default_model_path", "dihedral", "model_version"]

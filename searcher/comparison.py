@@ -31,7 +31,6 @@ and verdict. SIFT is shown for comparison with the seed; it takes no part in the
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -235,14 +234,10 @@ def _similarities(
 
 
 def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        return images.file_sha256(path)
     except OSError as e:
         raise ImageError(f"{path}: cannot read: {e.strerror}") from None
-    return digest.hexdigest()
 
 
 def _swapped(path_a, path_b) -> bool:

@@ -159,6 +159,16 @@ def open_regular(path: str):
         raise
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a regular file read in 1 MB pieces (videos can be far larger than memory allows).
+    OSError and the not-a-regular-file ImageError reach the caller, who words them for its context."""
+    digest = hashlib.sha256()
+    with open_regular(os.fspath(path)) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # Failures of read_bytes that say nothing about the bytes: a chmod or a remount fixes them without
 # touching size or mtime, so ingest retries such files on every run (see is_access_error).
 ACCESS_ERRORS = ("permission denied", "cannot read file", "file vanished")

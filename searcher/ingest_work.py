@@ -120,16 +120,10 @@ def _process_video(result: Result) -> None:
 
 def _hash_file(path: str) -> str:
     """sha256 of a file read in pieces (videos can be far larger than memory allows)."""
-    import hashlib
-
-    digest = hashlib.sha256()
     try:
-        with images.open_regular(path) as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return images.file_sha256(path)
     except OSError as e:
         raise ImageError(f"cannot read file: {e.strerror or e}") from None
-    return digest.hexdigest()
 
 
 def _process_chunk(tasks: list[Task]) -> list[Result]:

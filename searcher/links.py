@@ -16,13 +16,14 @@ a link that stands where a moved copy was (the move's own undo then brings the c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from searcher.images import file_sha256 as sha256_file
 
 LINK_KINDS = ("hard", "sym")
 
@@ -41,14 +42,6 @@ class LinkPlan:
 class LinkOutcome:
     linked: list[LinkPlan] = field(default_factory=list)
     skipped: list[tuple[LinkPlan, str]] = field(default_factory=list)
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def plan_links(groups, moved_sources: set[str] = frozenset()) -> tuple[list[LinkPlan], list[tuple[str, str]]]:

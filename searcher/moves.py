@@ -393,13 +393,9 @@ def _catalog_for(logged: str | None, opened: dict, warn):
 
 
 def _sha256(path: str) -> str:
-    import hashlib
+    from searcher.images import file_sha256
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def default_log_path(destination: str | os.PathLike) -> Path:

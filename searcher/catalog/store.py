@@ -304,17 +304,7 @@ class Store:
 
     def moved_out_rows(self) -> list:
         """(id, path, size, mtime_ns, status, kind, sampling, error, original_path) of every file set aside."""
-        query = select(
-            ImageRow.id,
-            ImageRow.path,
-            ImageRow.size,
-            ImageRow.mtime_ns,
-            ImageRow.status,
-            ImageRow.kind,
-            ImageRow.sampling,
-            ImageRow.error,
-            MovedOutRow.original_path,
-        ).join(MovedOutRow, MovedOutRow.image_id == ImageRow.id)
+        query = select(*_file_columns(), MovedOutRow.original_path).join(MovedOutRow, MovedOutRow.image_id == ImageRow.id)
         with self.session() as session:
             return session.execute(query).all()
 
@@ -330,16 +320,7 @@ class Store:
     def file_rows(self) -> list:
         """(id, path, size, mtime_ns, status, kind, sampling, error) of every row that is a file (not a frame or crop).
         Plain rows, not ORM objects: a no-op rerun over 100k files must take seconds at most."""
-        query = select(
-            ImageRow.id,
-            ImageRow.path,
-            ImageRow.size,
-            ImageRow.mtime_ns,
-            ImageRow.status,
-            ImageRow.kind,
-            ImageRow.sampling,
-            ImageRow.error,
-        ).where(ImageRow.parent_id.is_(None))
+        query = select(*_file_columns()).where(ImageRow.parent_id.is_(None))
         with self.session() as session:
             return session.execute(query).all()
 
@@ -503,3 +484,17 @@ def _now() -> str:
 def _generation(session: Session) -> int:
     row = session.get(StateRow, GENERATION_KEY)
     return int(row.value) if row else 0
+
+
+def _file_columns() -> tuple:
+    """The columns an ingest plans with: (id, path, size, mtime_ns, status, kind, sampling, error)."""
+    return (
+        ImageRow.id,
+        ImageRow.path,
+        ImageRow.size,
+        ImageRow.mtime_ns,
+        ImageRow.status,
+        ImageRow.kind,
+        ImageRow.sampling,
+        ImageRow.error,
+    )

@@ -3,9 +3,11 @@ was kept, exits 130, without a traceback or a blank line (D25)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -48,11 +50,23 @@ def _alive(pids) -> set[int]:
     return alive
 
 
+def _committed_rows(catalog) -> int:
+    """Images committed so far by a running ingest (0 while its database is not there yet)."""
+    database = catalog / "catalog.db"
+    if not database.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.1)) as connection:
+            return connection.execute("SELECT count(*) FROM images").fetchone()[0]
+    except sqlite3.Error:  # the schema is still being created
+        return 0
+
+
 @pytest.fixture
 def many_photos(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(20):  # enough work that the ingest is still running when it is interrupted
+    for i in range(40):  # enough work that the ingest is still running when it is interrupted
         for photo in PHOTOS:
             shutil.copy(photo, folder / f"{i}-{photo.name}")
     return folder
@@ -99,10 +113,11 @@ def test_workers_die_with_a_killed_main_process(many_photos, tmp_path):
 def test_ctrl_c_during_ingest_says_what_is_kept(many_photos, tmp_path):
     """D25: Ctrl-C printed a blank line (and sometimes a worker's traceback) instead of the message."""
     process = _start_ingest(many_photos, tmp_path / "catalog")
+    # Interrupt once the first batch is committed: the ingest is then past start-up and inside its
+    # work loop, whatever the machine's load (a fixed sleep raced start-up or the end on a busy CI).
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_descendants(process.pid)) < 3:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    while time.monotonic() < deadline and process.poll() is None and not _committed_rows(tmp_path / "catalog"):
+        time.sleep(0.05)
     assert process.poll() is None, "the ingest ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
     stdout, stderr = process.communicate(timeout=60)

@@ -53,7 +53,7 @@ def collect(catalog_dir: Path, image_set, seed: int = 0) -> dict:
             relevant = {os.path.realpath(p) for p in q.relevant}
             signatures = query._query_signatures(catalog, images.load_image(str(q.path)).bgr)
             ids = [i for i in query._candidates(catalog, signatures, "fused", query.SHORTLIST) if path_of.get(i) != me]
-            sims, _, grey = query._exact_scores(catalog, ids, signatures, "bhattacharyya")
+            sims, _, grey, _ = query._exact_scores(catalog, ids, signatures, "bhattacharyya")
             labels = np.array([path_of.get(i) in relevant for i in ids])
             mean = np.nanmean(np.vstack([sims[s] for s in scoring.FUSED_SIGNATURES if s in sims]), axis=0)
             negatives = np.flatnonzero(~labels)
@@ -64,7 +64,7 @@ def collect(catalog_dir: Path, image_set, seed: int = 0) -> dict:
             stored = catalog.stored_signatures([ids[k] for k in chosen], "orb")
             for k in chosen:
                 v = (
-                    scoring.best_verification(signatures["orb"], stored[ids[k]])
+                    scoring.best_verification(signatures["orb"].variants(None), stored[ids[k]])
                     if ids[k] in stored
                     else scoring.Verification(0, 0)
                 )

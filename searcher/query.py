@@ -9,10 +9,17 @@ logistic model of "same picture"; ORB inliers add to it (searcher/calibration.js
 is the probability p = sigmoid(logit); p >= 0.5 is the verdict "same picture".
 
 Adaptive verification. Candidates are verified in order of the best logit verification could give
-them; it stops when no unverified candidate could still beat the k-th best verified score (k = --top),
-or after `verify_budget` verifications. So the first hit is exact (the same for --top 1, 10 or 100)
-unless the budget runs out, and an easy query (a strong copy among weak neighbours) stops early.
-Unverified candidates rank by their score without inliers, after any that verification lifted.
+them; it stops when no unverified candidate could still beat the k-th best verified score (k = --top)
+or still reach the verdict threshold (p = 0.5: it cannot become a near duplicate, whatever ORB
+finds), or after `verify_budget` verifications. So the first hit and every verdict are exact (the
+same for --top 1, 10 or 100) unless the budget runs out, and an easy query (a strong copy among
+weak neighbours) stops early. Unverified candidates rank by their score without inliers.
+
+Orientation. ORB is not flip-invariant. A candidate is verified against the query's mirror image
+when the mirrored thumbnails (mse, else ae) match it clearly better, against the query as it is when
+they clearly do not, and both ways when they cannot tell and the candidate is already plausible
+(_orb_variants); the mirrored ORB signature is only computed when asked for. (Both ways for every
+candidate doubled the cost of verification, mostly on unrelated pictures.)
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 from searcher import calibration, images, scoring
 from searcher.errors import ImageError, UsageError, one_line
 from searcher.features.histogram import METHODS, HistogramExtractor
+from searcher.features.work_image import WorkImage
 
 if TYPE_CHECKING:
     from searcher.catalog import Catalog
@@ -110,7 +118,7 @@ def query(
     result = QueryResult(query=os.path.abspath(path))
     clock = time.perf_counter()
     try:
-        signatures = _query_signatures(catalog, images.load_image(path, max_megapixels).bgr)
+        signatures = _query_signatures(catalog, images.load_image(path, max_megapixels).bgr, metric)
     except ImageError as e:
         result.error = str(e)
         return result
@@ -122,7 +130,7 @@ def query(
     # below breaks ties by this position, so equal scores rank the same in any catalog of the same files.
     keys = catalog.store.sort_keys(ids)
     ids.sort(key=lambda i: keys.get(i, ("", "")))
-    similarities, raw, grey = _exact_scores(catalog, ids, signatures, hist_method)
+    similarities, raw, grey, mirror_gain = _exact_scores(catalog, ids, signatures, hist_method)
     result.timings["search"] = time.perf_counter() - clock
 
     if metric in VECTOR_METRICS:
@@ -133,7 +141,8 @@ def query(
         has_orb = verify and "orb" in catalog.extractors
         scored = scoring.calibrate({k: v for k, v in similarities.items() if k != "hist_raw"}, grey, has_orb)
         budget = verify_budget if has_orb else 0
-        hits = _rerank(catalog, ids, scored, similarities, raw, signatures, metric, top, budget, result.timings)
+        candidates = _Candidates(ids, scored, mirror_gain)
+        hits = _rerank(catalog, candidates, similarities, raw, signatures.get("orb"), metric, top, budget, result.timings)
     clock = time.perf_counter()
     _fill_paths(catalog, hits)
     result.timings["catalog"] = result.timings.get("catalog", 0.0) + time.perf_counter() - clock
@@ -141,12 +150,49 @@ def query(
     return result
 
 
-def _query_signatures(catalog: Catalog, bgr: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """Each signature as a list of query variants (e.g. flips); a candidate's best variant counts."""
+def _query_signatures(catalog: Catalog, bgr: np.ndarray, metric: str = "fused") -> dict:
+    """Each vector signature as a list of query variants (e.g. flips; a candidate's best variant
+    counts), and "orb" as an OrbQuery. The extractors share one WorkImage of the query."""
+    work = WorkImage(bgr)
     try:
-        return {name: extractor.query_signatures(bgr) for name, extractor in catalog.extractors.items()}
+        signatures: dict = {
+            name: extractor.query_signatures(work if extractor.takes_work_image else bgr, alone=metric == name)
+            for name, extractor in catalog.extractors.items()
+            if name != "orb"
+        }
+        if "orb" in catalog.extractors:
+            signatures["orb"] = OrbQuery(catalog.extractors["orb"], work)
     except Exception as e:  # one image a feature library chokes on must not abort a folder of queries
         raise ImageError(one_line(f"signature failed: {type(e).__name__}: {e}")) from None
+    return signatures
+
+
+class OrbQuery:
+    """The query's ORB signature as it is, and of its mirror image on first use."""
+
+    def __init__(self, extractor, work: WorkImage) -> None:
+        self.extractor, self.work = extractor, work
+        self.plain = extractor.extract(work)
+        self._mirrored: np.ndarray | None = None
+
+    @property
+    def mirrored(self) -> np.ndarray:
+        if self._mirrored is None:
+            self._mirrored = self.extractor.extract(np.ascontiguousarray(self.work.bgr[:, ::-1]))
+        return self._mirrored
+
+    def variants(self, mirrored: bool | None) -> list[np.ndarray]:
+        """The signatures to verify a candidate with: the mirrored or the plain one, or both (None)."""
+        if mirrored is None:
+            return [self.plain, self.mirrored]
+        return [self.mirrored if mirrored else self.plain]
+
+
+@dataclass
+class _Candidates:
+    ids: list[int]
+    scored: scoring.Calibrated
+    mirror_gain: np.ndarray  # per candidate: how much better the thumbnails match mirrored (NaN: unknown)
 
 
 def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int) -> list[int]:
@@ -165,13 +211,14 @@ def _candidates(catalog: Catalog, signatures: dict, metric: str, shortlist: int)
 
 
 def _rerank(
-    catalog: Catalog, ids, scored, similarities, raw, signatures, metric: str, top: int, budget: int, timings
+    catalog: Catalog, candidates: _Candidates, similarities, raw, orb, metric: str, top: int, budget: int, timings
 ) -> list[Hit]:
     """Calibrated order, adaptively verified with ORB (see the module docstring); --metric orb ranks the
     `budget` best candidates by inliers alone."""
     clock = time.perf_counter()
-    inliers, matches, verified = _verify_adaptively(catalog, ids, scored, signatures.get("orb"), top, budget, metric == "orb")
+    inliers, matches, verified = _verify_adaptively(catalog, candidates, orb, top, budget, metric == "orb")
     timings["rerank"] = time.perf_counter() - clock
+    ids, scored = candidates.ids, candidates.scored
     logits = np.where(verified, scored.logits(inliers), scored.unverified())
     hits = []
     for i in range(len(ids)):
@@ -187,22 +234,25 @@ def _rerank(
     return [hits[k] for k in sorted(range(len(ids)), key=key)[:top]]
 
 
-def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget: int, every: bool):
+def _verify_adaptively(catalog: Catalog, candidates: _Candidates, orb: OrbQuery | None, top: int, budget: int, every: bool):
     """(inliers, matches, verified) per candidate. Candidates go in order of their upper bound; the loop
-    stops when the next bound cannot beat the top-th best verified logit (`every`: only at the budget).
-    A candidate that needs more inliers than its matches to get there skips the homography."""
+    stops when the next bound cannot beat the top-th best verified logit or reach the verdict
+    threshold (`every`: only at the budget). A candidate that needs more inliers than its matches to
+    get there skips the homography."""
+    ids, scored = candidates.ids, candidates.scored
     n = len(ids)
     inliers, matches = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     verified = np.zeros(n, dtype=bool)
-    if not variants or budget <= 0 or not n:
+    if orb is None or budget <= 0 or not n:
         return inliers, matches, verified
     upper = scored.upper()
+    floor = scoring.threshold_logit(scoring.DEFAULT_THRESHOLD)
     order = sorted(range(n), key=lambda i: -upper[i])[:budget]
     best: list[float] = []  # verified logits, best first (at most `top`)
     stored: dict[int, np.ndarray] = {}
     for position, i in enumerate(order):
         kth = best[top - 1] if len(best) >= top else -np.inf
-        if not every and upper[i] <= kth:
+        if not every and (upper[i] <= kth or upper[i] < floor):
             break
         if position % ORB_CHUNK == 0:
             stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")
@@ -210,7 +260,11 @@ def _verify_adaptively(catalog: Catalog, ids, scored, variants, top: int, budget
         # Fewer inliers than CHANCE_INLIERS score as none, so a pair with fewer matches skips the homography.
         need = int(scored.needed(np.nextafter(kth, np.inf))[i]) if np.isfinite(kth) and not every else 0
         need = max(need, calibration.CHANCE_INLIERS)
-        v = scoring.best_verification(variants, signature, need) if signature is not None else scoring.Verification(0, 0)
+        if signature is None:
+            v = scoring.Verification(0, 0)
+        else:
+            variants = _orb_variants(orb, candidates.mirror_gain[i], scored.unverified()[i])
+            v = scoring.best_verification(variants, signature, need)
         inliers[i], matches[i], verified[i] = v.inliers, v.matches, True
         best = sorted([*best, _logit_at(scored, i, v.inliers)], reverse=True)[:top]
     return inliers, matches, verified
@@ -222,20 +276,26 @@ def _logit_at(scored, i: int, inliers: int) -> float:
 
 def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_method: str):
     """Per metric, the similarity of every candidate (NaN where it lacks that signature), the raw
-    values, and whether each pair has a grey side. hist's similarity for the calibrated score is
-    always Bhattacharyya's; `hist_method` only changes the raw value shown and --metric hist."""
+    values, whether each pair has a grey side, and each candidate's mirror gain (_mirror_gain; NaN:
+    unknown). hist's similarity for the calibrated score is always Bhattacharyya's;
+    `hist_method` only changes the raw value shown and --metric hist."""
     similarities: dict[str, np.ndarray] = {}
     raw: dict[str, np.ndarray] = {}
     grey = np.zeros(len(ids), dtype=bool)
+    mirror_gains: dict[str, dict[int, float]] = {}  # judge -> {candidate: how much better the mirrored query matches}
     for name, index in catalog.indexes.items():
+        extractor = catalog.extractors[name]
         sims = np.full(len(ids), np.nan, dtype=np.float64)
         values = np.full(len(ids), np.nan, dtype=np.float64)
         where = [k for k, i in enumerate(ids) if i in index]
         if where:
             vectors = index.vectors([ids[k] for k in where])
-            values[where] = _raw_values(catalog, name, vectors, signatures[name], hist_method)
+            values[where], per_variant = _raw_values(catalog, name, vectors, signatures[name], hist_method)
+            if name in ORIENTATION_JUDGES:
+                gain = _mirror_gain(_similarity(name, per_variant, hist_method), extractor.mirrored_variants)
+                mirror_gains[name] = dict(zip(where, gain.tolist()))
             if name == "hist":
-                query = catalog.extractors["hist"].embedding(signatures["hist"][0])[None, :]
+                query = extractor.embedding(signatures["hist"][0])[None, :]
                 sims[where] = scoring.bhattacharyya_similarity(np.repeat(query, len(where), axis=0), vectors)
                 grey[where] = scoring.grey_pairs(np.square(query), np.square(vectors))
                 similarities["hist_raw"] = np.full(len(ids), np.nan)
@@ -244,21 +304,65 @@ def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_metho
                 sims[where] = _similarity(name, values[where], hist_method)
         similarities[name] = sims
         raw[_raw_name(name, hist_method)] = values
-    return similarities, raw, grey
+    return similarities, raw, grey, _mirror_gains(len(ids), mirror_gains)
 
 
-def _raw_values(catalog: Catalog, name: str, vectors: np.ndarray, variants: list, hist_method: str) -> np.ndarray:
-    """hist: the compareHist value against the query; mse: the lowest MSE over the query's variants;
-    cosine spaces (unit vectors stored): the highest cosine over the query's variants."""
+# Signatures whose query variants say whether a candidate is a mirrored copy, most trusted first:
+# the thumbnail keeps the picture's layout; the cnn descriptor (GeM-pooled) is nearly flip-invariant
+# and cannot tell (a mirrored copy gains 0.02-0.06 cosine from the mirrored query).
+ORIENTATION_JUDGES = ("mse", "ae")
+# A candidate is verified against the mirrored query when the mirrored variants' best similarity beats
+# the others' by this much. A weak, unrelated-looking match prefers either side by chance (a photo
+# turned 30 degrees on a page did, and lost its ORB check); a mirrored copy wins by far more.
+MIRROR_MARGIN = 0.1
+MIRROR_BOTH_P = 0.05  # a candidate this likely without ORB is verified both ways when the thumbnails cannot tell
+
+
+def _mirror_gain(per_variant: np.ndarray, mirrored: tuple[int, ...]) -> np.ndarray:
+    """Per row of similarities (vectors x query variants): the best mirrored variant's minus the best other's."""
+    others = np.delete(per_variant, mirrored, axis=1)
+    return per_variant[:, list(mirrored)].max(axis=1) - others.max(axis=1)
+
+
+def _mirror_gains(n: int, mirror_gains: dict[str, dict[int, float]]) -> np.ndarray:
+    """Per candidate, the mirror gain of the first ORIENTATION_JUDGES signature it has (NaN: none)."""
+    gains = np.full(n, np.nan)
+    for name in reversed(ORIENTATION_JUDGES):  # the most trusted has the last word
+        for k, gain in mirror_gains.get(name, {}).items():
+            gains[k] = gain
+    return gains
+
+
+def _orb_variants(orb: OrbQuery, gain: float, unverified_logit: float) -> list[np.ndarray]:
+    """The query's ORB signatures to verify one candidate with: the mirrored one when the thumbnails
+    say it is a mirrored copy, the plain one when they say it is not; when they cannot tell (a crop
+    of a mirrored copy, or an unrelated picture), the plain one, and the mirrored one too if the
+    candidate is already a plausible match (p >= MIRROR_BOTH_P without ORB)."""
+    if np.isnan(gain):
+        return orb.variants(None)
+    if gain > MIRROR_MARGIN:
+        return orb.variants(True)
+    if gain >= -MIRROR_MARGIN and unverified_logit >= calibration.logit(MIRROR_BOTH_P):
+        return orb.variants(None)
+    return orb.variants(False)
+
+
+def _raw_values(catalog: Catalog, name: str, vectors: np.ndarray, variants: list, hist_method: str):
+    """(values, the value per query variant: vectors x variants). hist: the compareHist value against
+    the query; mse: the lowest MSE over the query's variants; cosine spaces (unit vectors stored):
+    the highest cosine over the query's variants."""
     if name == "hist":
         hist = catalog.extractors["hist"]
-        return np.array([hist.compare(variants[0], HistogramExtractor.from_embedding(v), hist_method) for v in vectors])
+        values = np.array([hist.compare(variants[0], HistogramExtractor.from_embedding(v), hist_method) for v in vectors])
+        return values, values[:, None]
     if name == "mse":
         queries = np.stack(variants).astype(np.float32)  # V x D
-        return ((vectors[:, None, :] - queries[None, :, :]) ** 2).mean(axis=2).min(axis=1)
+        mse = ((vectors[:, None, :] - queries[None, :, :]) ** 2).mean(axis=2)
+        return mse.min(axis=1), mse
     queries = np.stack([catalog.extractors[name].embedding(v) for v in variants]).astype(np.float32)
     queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    return (vectors @ queries.T).max(axis=1)
+    cosines = vectors @ queries.T
+    return cosines.max(axis=1), cosines
 
 
 def _similarity(name: str, values: np.ndarray, hist_method: str) -> np.ndarray:

@@ -36,11 +36,20 @@ def _grey(image):
     return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
 
 
-@pytest.mark.parametrize("kind", ["resized", "recompressed", "cropped", "rotated", "brightened", "grey"])
+def _copy(image, kind):
+    if kind == "grey":
+        return _grey(image)
+    if kind == "mirrored":
+        return np.ascontiguousarray(image[:, ::-1])
+    return transform(image, kind)
+
+
+# Not right-angle rotations: the query leaves those to mse and ORB (test_query covers them).
+@pytest.mark.parametrize("kind", ["resized", "recompressed", "cropped", "mirrored", "brightened", "grey"])
 def test_a_copy_is_clearly_closer_to_its_original_than_any_other_photo(cnn, originals, kind):
     images, stored = originals
     for k in range(0, len(images), 4):
-        copy = _grey(images[k]) if kind == "grey" else transform(images[k], kind)
+        copy = _copy(images[k], kind)
         cosine = (stored @ np.stack(cnn.query_signatures(copy)).T).max(axis=1)
         others = np.delete(cosine, k)
         assert cosine[k] > 0.75, (kind, PHOTOS[k].name, cosine[k])
@@ -70,14 +79,14 @@ def test_batch_and_single_extraction_agree_and_accept_grey_and_bgra(cnn, origina
         cnn.extract(np.zeros((0, 5, 3), np.uint8))
 
 
-def test_query_variants_are_the_eight_flips_and_rotations(cnn, originals):
+def test_query_variants_are_the_query_and_its_mirror_image(cnn, originals):
     images, stored = originals
     variants = cnn.query_signatures(images[0])
-    assert len(variants) == 8
+    assert len(variants) == 2
     np.testing.assert_allclose(variants[0], stored[0], atol=1e-4)
-    # A copy turned by 90 degrees and mirrored is matched (almost) exactly by one of the variants.
-    turned = np.ascontiguousarray(np.rot90(images[0])[:, ::-1])
-    assert max(float(v @ cnn.extract(turned)) for v in variants) > 0.99
+    # A mirrored copy is matched (almost) exactly by the mirror variant.
+    mirrored = cnn.extract(np.ascontiguousarray(images[0][:, ::-1]))
+    assert float(variants[1] @ mirrored) > 0.99 > float(variants[0] @ mirrored)
     assert len({a.shape for a in dihedral(np.zeros((3, 5)))}) == 2
 
 

@@ -52,6 +52,7 @@ from searcher.features.ae_weights import (
     weights_version,
 )
 from searcher.features.base import UnitVectorExtractor
+from searcher.features.work_image import WorkImage, as_work
 
 PREPROCESSING = "2"  # bump when the recipe's preprocessing changes (2: auto-level after the resize)
 
@@ -144,15 +145,16 @@ class AutoencoderExtractor(UnitVectorExtractor):
     # In the fused query, hist and mse already bring rotated copies into the shortlist; searching
     # the ae index 5 times added ~20 ms at 100k images for no gain in the fused ranking (bench).
     search_variants = False
+    mirrored_variants = (4,)  # of query_signatures: the mirror image
 
-    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+    def query_signatures(self, image: np.ndarray | WorkImage, alone: bool = False) -> list[np.ndarray]:
         """The query, its right-angle rotations and its mirror image, in one batch: training covers
-        small rotations and flips, but a copy turned by 90 or 180 degrees is another picture to it."""
-        variants = [
-            image,
-            *(cv2.rotate(image, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE)),
-        ]
-        return self.extract_batch([*variants, np.ascontiguousarray(image[:, ::-1])])
+        small rotations and flips, but a copy turned by 90 or 180 degrees is another picture to it.
+        The variants are turned from the shared square (the squashing resize commutes with them),
+        not resized again from the whole image each."""
+        square = as_work(image).square
+        turned = (cv2.rotate(square, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE))
+        return self.extract_batch([square, *turned, np.ascontiguousarray(square[:, ::-1])])
 
 
 __all__ = [

@@ -32,6 +32,9 @@ class Extractor:
     # only and uses the others just to re-score candidates (when extra searches cost more than
     # they find). A query by this metric alone always searches with every variant.
     search_variants: ClassVar[bool] = True
+    # Which of query_signatures' variants are mirror images of the query: a candidate that matches
+    # them clearly better than the others is verified by ORB against the mirrored query.
+    mirrored_variants: ClassVar[tuple[int, ...]] = ()
     # Whether extract/extract_batch accept a searcher.features.work_image.WorkImage (and then share
     # its derived images with the other extractors) as well as a BGR array.
     takes_work_image: ClassVar[bool] = False
@@ -48,9 +51,10 @@ class Extractor:
         """Signatures of several images; extractors that gain from batching override this."""
         return [self.extract(image) for image in images]
 
-    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
+    def query_signatures(self, image: np.ndarray, alone: bool = False) -> list[np.ndarray]:
         """Signatures a query is searched with; the best match over them counts. Extractors that
-        are not invariant to flips or right-angle rotations add those variants of the query."""
+        are not invariant to flips or right-angle rotations add those variants of the query
+        (`alone`: the query ranks by this signature alone, and may try more of them)."""
         return [self.extract(image)]
 
     def to_blob(self, signature: np.ndarray) -> bytes:

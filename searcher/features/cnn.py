@@ -174,11 +174,16 @@ class CnnExtractor(UnitVectorExtractor):
         batch = np.stack([model.preprocess(image) for image in images])
         return [row.copy() for row in model(batch)]
 
-    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
-        """The query and its 7 flips/right-angle rotations, in one batch: ImageNet features are not
-        invariant to them. The whole-image resize commutes with them, so the resized input is turned."""
+    def query_signatures(self, image: np.ndarray, alone: bool = False) -> list[np.ndarray]:
+        """The query and its mirror image, in one batch: ImageNet features are not
+        flip-invariant, and a mirrored copy is a common edit. Right-angle rotations are left to the
+        mse thumbnails, which try all 8, and to ORB, which is rotation-invariant: 6 more forward
+        passes cost a fused query ~100 ms (bench/README.md). `alone` (--metric cnn): all 8 flips and
+        rotations. The whole-image resize commutes with them, so the resized input is turned."""
         model = self.model
-        return [row.copy() for row in model(np.stack(dihedral(model.preprocess(image))))]
+        resized = model.preprocess(image)
+        variants = dihedral(resized) if alone else [resized, np.ascontiguousarray(resized[:, ::-1])]
+        return [row.copy() for row in model(np.stack(variants))]
 
 
 __all__ = ["CnnExtractor", "CnnModel", "DIM", "INPUT_SIZE", "default_model_path", "dihedral", "model_version"]

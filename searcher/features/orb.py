@@ -72,7 +72,7 @@ class OrbExtractor(Extractor):
             nfeatures=self.max_features, scaleFactor=self.scale, nlevels=self.levels, fastThreshold=fast_threshold
         )
 
-    def query_signatures(self, image: np.ndarray | WorkImage) -> list[np.ndarray]:
+    def query_signatures(self, image: np.ndarray | WorkImage, alone: bool = False) -> list[np.ndarray]:
         """The query and its mirror image: ORB is rotation- but not flip-invariant."""
         bgr = as_work(image).bgr
         return [self.extract(image), self.extract(np.ascontiguousarray(bgr[:, ::-1]))]

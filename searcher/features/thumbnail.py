@@ -37,6 +37,7 @@ class ThumbnailExtractor(Extractor):
     dim = SIDE * SIDE
     space = "l2"
     takes_work_image = True
+    mirrored_variants = (4, 5, 6, 7)
 
     def extract(self, image: np.ndarray | WorkImage) -> np.ndarray:
         grey = cv2.cvtColor(as_work(image).square, cv2.COLOR_BGR2GRAY)
@@ -44,10 +45,10 @@ class ThumbnailExtractor(Extractor):
             cv2.resize(grey, (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
         )
 
-    def query_signatures(self, image: np.ndarray) -> list[np.ndarray]:
-        """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid)."""
-        unique = {v.tobytes(): v for v in orientations(self.extract(image))}
-        return list(unique.values())
+    def query_signatures(self, image: np.ndarray, alone: bool = False) -> list[np.ndarray]:
+        """The 8 flips and right-angle rotations of the query thumbnail (exact on a square grid), in
+        scoring.orientations' order: the last four are mirrored."""
+        return list(orientations(self.extract(image)))
 
     def to_blob(self, signature: np.ndarray) -> bytes:
         return np.clip(np.rint(np.asarray(signature) * 255.0), 0, 255).astype(np.uint8).tobytes()

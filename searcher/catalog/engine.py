@@ -249,7 +249,9 @@ def open_engine(location: CatalogLocation, create: bool = True) -> Engine:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        if current_revision(engine) != head_revision():
+        # The plain-SQL check first: importing Alembic costs a one-shot command ~0.2 s.
+        head = head_revision_cheap()
+        if head is None or stamped_revision(engine) != head:
             _upgrade_alone(engine, location)
     except CatalogError:
         engine.dispose()

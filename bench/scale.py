@@ -204,9 +204,10 @@ def snapshot_dir(signatures, n: int) -> Path:
     return WORK / "catalogs" / f"scale-{'-'.join(signatures)}-n{n}"
 
 
-def grow(quick: bool = False) -> list[dict]:
+def grow(quick: bool = False, signatures: tuple[str, ...] | None = None, steps: tuple[int, ...] | None = None) -> list[dict]:
     """Phase 1 (no timing): grow one catalog through the real ingest (2 workers), copying it after each
-    step, so that phase 2 can measure every size. Idempotent: steps already copied are skipped."""
+    step, so that phase 2 can measure every size. Idempotent: steps already copied are skipped.
+    `signatures`: default bench.common.available_signatures() (no cnn); `steps`: default STEPS."""
     import shutil
 
     from bench.common import available_signatures
@@ -214,8 +215,8 @@ def grow(quick: bool = False) -> list[dict]:
     from searcher.catalog import CatalogLocation
     from searcher.ingest import IngestOptions
 
-    signatures = available_signatures()
-    steps = (1_000, 3_000) if quick else STEPS
+    signatures = signatures or available_signatures()
+    steps = steps or ((1_000, 3_000) if quick else STEPS)
     data = accuracy_set()
     base_roots = [str(p) for p in data.catalog_roots]
     base_n = len(data.originals) + len(data.distractors)
@@ -320,8 +321,13 @@ def _recall(catalog: Path, queries: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "grow":
-        grow(quick="--quick" in sys.argv)
+    if sys.argv[1] == "grow":  # python -m bench.scale grow [--quick] [--signatures a,b] [--steps 10000,100000]
+
+        def _option(name):
+            return sys.argv[sys.argv.index(name) + 1].split(",") if name in sys.argv else None
+
+        signatures, steps = _option("--signatures"), _option("--steps")
+        grow(quick="--quick" in sys.argv, signatures=tuple(signatures or ()), steps=tuple(int(s) for s in steps or ()))
     elif sys.argv[1] == "dups":  # python -m bench.scale dups CATALOG [WORKERS]
         print(json.dumps(dups_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2), indent=1))
     elif sys.argv[1] == "recall-worker":

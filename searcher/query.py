@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -181,11 +181,13 @@ class OrbQuery:
             self._mirrored = self.extractor.extract(np.ascontiguousarray(self.work.bgr[:, ::-1]))
         return self._mirrored
 
-    def variants(self, mirrored: bool | None) -> list[np.ndarray]:
-        """The signatures to verify a candidate with: the mirrored or the plain one, or both (None)."""
-        if mirrored is None:
-            return [self.plain, self.mirrored]
-        return [self.mirrored if mirrored else self.plain]
+    def variants(self, mirrored: bool | None) -> Iterator[np.ndarray]:
+        """The signatures to verify a candidate with: the mirrored or the plain one, or both (None),
+        the mirrored one computed only when it is reached."""
+        if mirrored is not True:
+            yield self.plain
+        if mirrored is not False:
+            yield self.mirrored
 
 
 @dataclass
@@ -333,7 +335,7 @@ def _mirror_gains(n: int, mirror_gains: dict[str, dict[int, float]]) -> np.ndarr
     return gains
 
 
-def _orb_variants(orb: OrbQuery, gain: float, unverified_logit: float) -> list[np.ndarray]:
+def _orb_variants(orb: OrbQuery, gain: float, unverified_logit: float) -> Iterator[np.ndarray]:
     """The query's ORB signatures to verify one candidate with: the mirrored one when the thumbnails
     say it is a mirrored copy, the plain one when they say it is not; when they cannot tell (a crop
     of a mirrored copy, or an unrelated picture), the plain one, and the mirrored one too if the

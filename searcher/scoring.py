@@ -16,7 +16,7 @@ Every ranking and verdict of searcher (query, dups, compare) is computed here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -258,7 +258,14 @@ def verify(a: np.ndarray, b: np.ndarray, needed: int = 0) -> Verification:
     return Verification(len(good), int(mask.sum()) if mask is not None else 0)
 
 
-def best_verification(variants: Sequence[np.ndarray], stored: np.ndarray, needed: int = 0) -> Verification:
+def best_verification(variants: Iterable[np.ndarray], stored: np.ndarray, needed: int = 0) -> Verification:
     """The best verification of any query variant (e.g. the query and its mirror image) against `stored`;
-    `needed` as in verify (a variant with fewer matches skips the homography)."""
-    return max((verify(variant, stored, needed) for variant in variants), key=lambda v: (v.inliers, v.matches))
+    `needed` as in verify (a variant with fewer matches skips the homography). Stops at a variant that
+    reaches INLIER_CAP inliers (more add nothing to the score), so a lazy iterable computes the next
+    variant only when it can still matter."""
+    best = Verification(0, 0)
+    for variant in variants:
+        best = max(best, verify(variant, stored, needed), key=lambda v: (v.inliers, v.matches))
+        if best.inliers >= INLIER_CAP:
+            break
+    return best

@@ -130,6 +130,43 @@ def test_an_easy_query_stops_verifying_early(sample_catalog):
     assert hits[0].path.endswith(PHOTOS[3].name) and len(calls) < 5
 
 
+@pytest.mark.parametrize("edit", ["mirrored", "mirrored_crop", "turned_90"])
+def test_a_mirrored_or_turned_copy_is_verified_in_its_orientation(tmp_path, sample_catalog, edit):
+    """The fused query runs cnn on the query and its mirror image only; ORB must still verify mirrored
+    copies (against the mirrored query) and turned ones (ORB is rotation-invariant)."""
+    image = cv2.imread(str(PHOTOS[5]))
+    h, w = image.shape[:2]
+    copy = {
+        "mirrored": lambda: image[:, ::-1],
+        "mirrored_crop": lambda: image[h // 6 :, w // 5 :][:, ::-1],
+        "turned_90": lambda: cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE),
+    }[edit]()
+    query = _write(tmp_path, f"{edit}.jpg", np.ascontiguousarray(copy))
+    with Catalog.open(sample_catalog, create=False) as catalog:
+        hit = catalog.query_result(query, top=3).hits[0]
+    assert hit.path.endswith(PHOTOS[5].name)
+    assert hit.scores["orb_inliers"] >= 40 and hit.score >= 0.5, hit.scores
+
+
+def test_the_mirrored_orb_signature_is_computed_only_when_it_can_matter(tmp_path, monkeypatch):
+    """PHOTOS[5]'s thumbnail is nearly symmetric, so its plain copy is a candidate to check both ways;
+    the plain check already reaches the inlier cap, and the mirrored query is never extracted."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(PHOTOS[5], folder / PHOTOS[5].name)
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest_quiet([folder], location, workers=1)
+    image = cv2.imread(str(PHOTOS[5]))
+    query = _write(tmp_path, "half.jpg", cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2)))
+    extracted = []
+    original = OrbExtractor.extract
+    monkeypatch.setattr(OrbExtractor, "extract", lambda self, image: extracted.append(1) or original(self, image))
+    with Catalog.open(location, create=False) as catalog:
+        hit = catalog.query_result(query, top=10).hits[0]
+    assert hit.scores["orb_inliers"] >= calibration.INLIER_CAP
+    assert len(extracted) == 1, "the mirrored query was extracted although the plain check had settled it"
+
+
 def _write(tmp_path, name, image):
     path = tmp_path / name
     cv2.imwrite(str(path), image)
@@ -197,8 +234,8 @@ def test_the_thumbnail_and_autoencoder_inputs_are_contrast_normalised():
 
 def test_the_changed_extractors_have_new_versions():
     # The next ingest recomputes exactly the signatures whose recipe changed.
-    assert ThumbnailExtractor.version == "2" and OrbExtractor.version == "3"
-    assert AutoencoderExtractor().version.startswith("2-")
+    assert ThumbnailExtractor.version == "3" and OrbExtractor.version == "3" and HistogramExtractor.version == "3"
+    assert AutoencoderExtractor().version.startswith("3-")
 
 
 def test_a_grey_pair_gives_the_colour_histogram_no_weight():

@@ -1,4 +1,5 @@
-"""The shared thumbnail: signatures made from it equal those of a direct reduction of the image."""
+"""The shared thumbnail: signatures made from it are those of a direct reduction of the image, up to
+a few uint8 steps (the square is bilinear + box, not one slow fractional INTER_AREA)."""
 
 import cv2
 import numpy as np
@@ -11,9 +12,10 @@ from searcher.features.work_image import SQUARE, WorkImage
 from conftest import PHOTOS
 
 
-def test_the_mse_thumbnail_and_the_ae_input_are_a_direct_reduction_to_one_uint8_step():
-    # One uint8 step before the contrast normalisation (thumbnail) and auto-level (ae) that both
-    # paths share: compared after them, with the step scaled as they scale it.
+def test_the_mse_thumbnail_and_the_ae_input_are_a_direct_reduction_to_a_few_uint8_steps():
+    # uint8 steps before the contrast normalisation (thumbnail) and auto-level (ae) that both
+    # paths share: compared after them, with the step scaled as they scale it. Measured on these
+    # photos: the thumbnail within 1.06 steps; the 64 px ae input within 3 (0.1-0.6 on average).
     for path in PHOTOS[:8]:
         bgr = images.load_image(path).bgr
         work = WorkImage(bgr)
@@ -25,7 +27,7 @@ def test_the_mse_thumbnail_and_the_ae_input_are_a_direct_reduction_to_one_uint8_
         low, high = np.percentile(direct64, LEVEL_PERCENTILES)
         shared64 = preprocess(work) * 0.25 + 0.5  # back to [0, 1] RGB, CHW
         error = np.abs(shared64.transpose(1, 2, 0)[:, :, ::-1] * 255 - auto_level(direct64).astype(np.float32))
-        assert error.max() <= 2.5 * 255 / (high - low)
+        assert error.max() <= 3.5 * 255 / (high - low) and error.mean() <= 1.0 * 255 / (high - low)
 
 
 def test_an_extractor_gives_the_same_signature_from_an_array_and_from_a_work_image():

@@ -34,8 +34,7 @@ def auto_level(image: np.ndarray) -> np.ndarray:
 
 def preprocess(image: np.ndarray | WorkImage, size: int = INPUT_SIZE) -> np.ndarray:
     """BGR uint8 image -> float32 CHW RGB array, size x size, normalised as the recipe says. The
-    reduction goes through the shared 256 x 256 WorkImage.square (whole-number factor: the same
-    pixels as a direct INTER_AREA reduction up to one uint8 step)."""
+    reduction goes through the shared 256 x 256 WorkImage.square, then a whole-number INTER_AREA factor."""
     if isinstance(image, WorkImage) and size <= SQUARE:
         image = image.square
     image = np.asarray(image)

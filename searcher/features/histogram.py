@@ -33,7 +33,7 @@ class HistogramExtractor(Extractor):
     """
 
     name = "hist"
-    version = "2"
+    version = "3"  # 3: from the bilinear + box square (work_image.py)
     dim = H_BINS * S_BINS
     space = "l2"
     takes_work_image = True

@@ -33,7 +33,7 @@ class ThumbnailExtractor(Extractor):
     """
 
     name = "mse"
-    version = "2"  # 2: contrast-normalised
+    version = "3"  # 3: from the bilinear + box square (work_image.py); 2: contrast-normalised
     dim = SIDE * SIDE
     space = "l2"
     takes_work_image = True

@@ -8,7 +8,7 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    (hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae and cnn
    cosine), and the calibrated logit of "same picture" (searcher.scoring.calibrate).
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
-   homography inliers. Pairs go best possible score first, in chunks (at most `verify_budget` per
+   homography inliers; pairs below scoring.VERIFY_FLOOR without ORB are not verified (nor linked). Pairs go best possible score first, in chunks (at most `verify_budget` per
    image, its most promising); a pair whose images are already
    linked through verified pairs is skipped (it cannot change a group), which is decided with the
    links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searcher import images, scoring
-from searcher.calibration import sigmoid
+from searcher.calibration import logit, sigmoid
 from searcher.errors import SearcherError, UsageError
 from searcher.group_review import ReviewCounts, ReviewOptions, in_scope, prepare_groups
 from searcher.keep import Group, Member, choose_keep, group_id, keep_key, make_group, sorted_groups
@@ -318,6 +318,7 @@ def find_duplicates(
     hashes = np.array([m.sha256 for m in members])
     same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
     need = scored.needed(scoring.threshold_logit(threshold)).astype(np.int64)  # -1: cannot pass
+    need[scored.unverified() < logit(scoring.VERIFY_FLOOR)] = -1  # ORB lifts no copy from below the floor
     need[~_within_budget(pairs, scored.upper(), len(members), verify_budget) & (need > 0)] = -1
     result.timings["score"] = time.perf_counter() - clock
 

@@ -8,10 +8,12 @@ Score. searcher.scoring.calibrate turns the similarities (and a grey flag) into 
 logistic model of "same picture"; ORB inliers add to it (searcher/calibration.json). The score shown
 is the probability p = sigmoid(logit); p >= 0.5 is the verdict "same picture".
 
-Adaptive verification. Candidates are verified in order of the best logit verification could give
-them; it stops when no unverified candidate could still beat the k-th best verified score (k = --top)
-or still reach the verdict threshold (p = 0.5: it cannot become a near duplicate, whatever ORB
-finds), or after `verify_budget` verifications. So the first hit and every verdict are exact (the
+Adaptive verification. Candidates whose score without ORB is below scoring.VERIFY_FLOOR are not
+verified (ORB lifts no copy from there, measured on the calibration's tuning pairs). The others are
+verified in order of the best logit verification could give them; it stops when no unverified
+candidate could still beat the k-th best verified score (k = --top) or still reach the verdict
+threshold (p = 0.5: it cannot become a near duplicate, whatever ORB finds), or after
+`verify_budget` verifications. So the first hit and every verdict are exact (the
 same for --top 1, 10 or 100) unless the budget runs out, and an easy query (a strong copy among
 weak neighbours) stops early. Unverified candidates rank by their score without inliers.
 
@@ -248,13 +250,16 @@ def _verify_adaptively(catalog: Catalog, candidates: _Candidates, orb: OrbQuery 
     if orb is None or budget <= 0 or not n:
         return inliers, matches, verified
     upper = scored.upper()
-    floor = scoring.threshold_logit(scoring.DEFAULT_THRESHOLD)
-    order = sorted(range(n), key=lambda i: -upper[i])[:budget]
+    threshold = scoring.threshold_logit(scoring.DEFAULT_THRESHOLD)
+    # Below the floor ORB lifts no copy to the threshold (scoring.VERIFY_FLOOR): such candidates
+    # rank by their score without inliers (--metric orb ranks by inliers, so it verifies them).
+    hopeless = (scored.unverified() < calibration.logit(scoring.VERIFY_FLOOR)) & (not every)
+    order = sorted((i for i in range(n) if not hopeless[i]), key=lambda i: -upper[i])[:budget]
     best: list[float] = []  # verified logits, best first (at most `top`)
     stored: dict[int, np.ndarray] = {}
     for position, i in enumerate(order):
         kth = best[top - 1] if len(best) >= top else -np.inf
-        if not every and (upper[i] <= kth or upper[i] < floor):
+        if not every and (upper[i] <= kth or upper[i] < threshold):
             break
         if position % ORB_CHUNK == 0:
             stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")

@@ -8,7 +8,10 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    (hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae and cnn
    cosine), and the calibrated logit of "same picture" (searcher.scoring.calibrate).
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
-   homography inliers; pairs below scoring.VERIFY_FLOOR without ORB are not verified (nor linked). Pairs go best possible score first, in chunks (at most `verify_budget` per
+   homography inliers; pairs below scoring.VERIFY_FLOOR without ORB are not verified (nor linked).
+   dups acts on files, so a pair is linked only when ORB confirms it (`linked`: CHANCE_INLIERS
+   inliers or more besides p >= threshold), or its files have the same bytes; a catalog without
+   ORB signatures links pairs that pass without inliers, with a warning. Pairs go best possible score first, in chunks (at most `verify_budget` per
    image, its most promising); a pair whose images are already
    linked through verified pairs is skipped (it cannot change a group), which is decided with the
    links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
@@ -41,7 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from searcher import images, scoring
-from searcher.calibration import logit, sigmoid
+from searcher.calibration import CHANCE_INLIERS, logit, sigmoid
 from searcher.errors import SearcherError, UsageError
 from searcher.group_review import ReviewCounts, ReviewOptions, in_scope, prepare_groups
 from searcher.keep import Group, Member, choose_keep, group_id, keep_key, make_group, sorted_groups
@@ -319,6 +322,8 @@ def find_duplicates(
     same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
     need = scored.needed(scoring.threshold_logit(threshold)).astype(np.int64)  # -1: cannot pass
     need[scored.unverified() < logit(scoring.VERIFY_FLOOR)] = -1  # ORB lifts no copy from below the floor
+    if "orb" in catalog.extractors:  # only pairs ORB confirms are linked (step 3)
+        need[need >= 0] = np.maximum(need[need >= 0], CHANCE_INLIERS)
     need[~_within_budget(pairs, scored.upper(), len(members), verify_budget) & (need > 0)] = -1
     result.timings["score"] = time.perf_counter() - clock
 
@@ -367,8 +372,8 @@ def _verified_scores(
     union = _UnionFind(len(members))
     for a, b in pairs[same_bytes | ((need == 0) & (not has_orb))]:
         union.union(int(a), int(b))
-    # Pairs that pass without inliers are verified too (unless already linked), so that their score
-    # is the one compare and query give; they go first, being the most promising.
+    # Pairs that pass without inliers are verified too (unless already linked): ORB must confirm them
+    # (`linked`); they go first, being the most promising.
     todo = np.flatnonzero((need >= 0) & ~same_bytes) if has_orb else np.empty(0, dtype=np.int64)
     todo = todo[np.lexsort((pairs[todo, 1], pairs[todo, 0], -scored.upper()[todo]))]
     inliers = np.zeros(len(pairs), dtype=np.int64)
@@ -376,6 +381,7 @@ def _verified_scores(
     verifier = _Verifier(catalog, ids, pairs, need, scored, threshold, union, inliers)
     result.verified_pairs = verifier.run(todo, workers, reporter)
     scores = pair_scores(scored, inliers)
+    scores[verifier.done & ~linked(scores, inliers, threshold)] = 0.0  # verified, not confirmed: not linked
     retry = [
         k
         for k in np.flatnonzero(verifier.done & (scores < threshold) & (mirror >= MIRROR_SIMILARITY))
@@ -386,7 +392,8 @@ def _verified_scores(
         mirrored = _mirror_check(catalog, members, pairs[retry], reporter, need[retry])
         better = mirrored > inliers[retry]
         inliers[retry[better]] = mirrored[better]
-        scores[retry] = pair_scores(scored, inliers)[retry]
+        rescored = pair_scores(scored, inliers)[retry]
+        scores[retry] = np.where(linked(rescored, inliers[retry], threshold), rescored, 0.0)
     scores[same_bytes] = 1.0
     return scores
 
@@ -438,8 +445,16 @@ class _Verifier:
         inliers = outcome.result() if hasattr(outcome, "result") else outcome
         self.inliers[keep] = inliers
         self.done[keep] = True
-        for k in keep[pair_scores(self.scored, inliers, keep) >= self.threshold]:
+        for k in keep[linked(pair_scores(self.scored, inliers, keep), inliers, self.threshold)]:
             self.union.union(int(self.pairs[k, 0]), int(self.pairs[k, 1]))
+
+
+def linked(scores: np.ndarray, inliers: np.ndarray, threshold: float) -> np.ndarray:
+    """The dups rule for verified pairs: the calibrated score reaches the threshold AND ORB confirms
+    the pair (CHANCE_INLIERS or more). Without the second half, pictures that global signatures
+    cannot tell apart but ORB finds no match between (smooth skies, tiles of one photo) were
+    chained into groups of hundreds (bench.whole_run: pair precision 0.02)."""
+    return (np.asarray(scores) >= threshold) & (np.asarray(inliers) >= CHANCE_INLIERS)
 
 
 def pair_scores(scored: scoring.Calibrated, inliers: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

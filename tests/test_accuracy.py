@@ -234,7 +234,7 @@ def test_the_thumbnail_and_autoencoder_inputs_are_contrast_normalised():
 
 def test_the_changed_extractors_have_new_versions():
     # The next ingest recomputes exactly the signatures whose recipe changed.
-    assert ThumbnailExtractor.version == "3" and OrbExtractor.version == "3" and HistogramExtractor.version == "3"
+    assert ThumbnailExtractor.version == "3" and OrbExtractor.version == "4" and HistogramExtractor.version == "3"
     assert AutoencoderExtractor().version.startswith("3-")
 
 

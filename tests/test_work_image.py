@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 
 from searcher import images
-from searcher.features.ae_numpy import LEVEL_PERCENTILES, auto_level, preprocess
+from searcher.features.ae_numpy import preprocess
 from searcher.features.thumbnail import SPREAD, ThumbnailExtractor, contrast_normalised
-from searcher.features.work_image import SQUARE, WorkImage
+from searcher.features.work_image import LEVEL_PERCENTILES, SQUARE, WorkImage, auto_level
 
 from conftest import PHOTOS
 

@@ -11,25 +11,10 @@ import numpy as np
 
 from searcher.features.ae_model import THREADS_ENV
 from searcher.features.ae_weights import CHANNELS, INPUT_SIZE
-from searcher.features.work_image import SQUARE, WorkImage
+from searcher.features.work_image import SQUARE, WorkImage, auto_level
 
 MEAN = 0.5  # the input normalisation: (x - MEAN) / STD, x in [0, 1]
 STD = 0.25
-
-
-LEVEL_PERCENTILES = (1.0, 99.0)  # auto-level: these percentiles of all channels go to 0 and 255
-MIN_SPREAD = 8.0  # an image flatter than this (grey levels between the percentiles) is left alone
-
-
-def auto_level(image: np.ndarray) -> np.ndarray:
-    """Stretch the levels of a uint8 image so that its 1st and 99th percentiles (all channels
-    together, so hues keep their ratios) become 0 and 255: a near-black, dimmed or washed-out copy
-    then looks like its original; an ordinary photo barely changes."""
-    low, high = np.percentile(image, LEVEL_PERCENTILES)
-    if high - low < MIN_SPREAD:
-        return image
-    stretched = (image.astype(np.float32) - low) * (255.0 / (high - low))
-    return np.clip(stretched + 0.5, 0, 255).astype(np.uint8)
 
 
 def preprocess(image: np.ndarray | WorkImage, size: int = INPUT_SIZE) -> np.ndarray:

@@ -4,7 +4,7 @@ Recipe (the whole preprocessing, so that a stored latent can be reproduced):
     BGR uint8 image, any size and aspect ratio (grey or BGRA are converted to BGR)
     -> the 256 x 256 square of work_image.WorkImage (bilinear to 512, 2x box), ignoring the aspect
        ratio, then cv2.resize to INPUT_SIZE x INPUT_SIZE (64 x 64) with INTER_AREA
-    -> auto-level: the 1st..99th percentile of the values stretched to 0..255 (ae_numpy.auto_level)
+    -> auto-level: the 1st..99th percentile of the values stretched to 0..255 (work_image.auto_level)
     -> BGR to RGB -> float32 / 255 -> (x - 0.5) / 0.25 -> CHW
     -> encoder (4 strided 3x3 convs 32-64-128-128, BatchNorm, ReLU; flatten; linear to latent_dim)
     -> L2 normalisation.

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
-from searcher.features.work_image import WorkImage, as_work
+from searcher.features.work_image import WorkImage, as_work, auto_level
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
@@ -24,6 +24,7 @@ split = split_orb  # the packed row layout is scoring's (x, y as float16, 32-byt
 class OrbExtractor(Extractor):
     """Grey working image -> scaled to a long side of ORB_SIDE (shrunk; a small image, e.g. a 176x144
     video frame, enlarged: ORB ignores 31 pixels at each border and needs texture at its patch size) ->
+    levels stretched (work_image.auto_level) ->
     ORB (256 strongest keypoints; a lower FAST threshold is retried on low-texture images) -> rows of
     (x, y in working-image pixels as float16, 32-byte descriptor), about 9 KB per image.
 
@@ -32,7 +33,9 @@ class OrbExtractor(Extractor):
     """
 
     name = "orb"
-    version = "3"  # 3: small images enlarged to ORB_SIDE; 2: on an ORB_SIDE image (1: on the 640 px working image)
+    version = (
+        "4"  # 4: levels stretched; 3: small images enlarged to ORB_SIDE; 2: on an ORB_SIDE image (1: on the 640 px working image)
+    )
     dim = 0
     takes_work_image = True
 
@@ -58,6 +61,9 @@ class OrbExtractor(Extractor):
             factor = max(grey.shape[:2]) / self.side
             size = (max(1, round(grey.shape[1] / factor)), max(1, round(grey.shape[0] / factor)))
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR if factor > 1 else cv2.INTER_CUBIC)
+        # Levels stretched (1st..99th percentile to 0..255): FAST's threshold is an absolute grey
+        # difference, so a near-black or washed-out copy had almost no keypoints (4 instead of 256).
+        grey = auto_level(grey)
         keypoints, descriptors = self._orb(self.fast).detectAndCompute(grey, None)
         if len(keypoints) < self.max_features // 4:
             keypoints, descriptors = self._orb(5).detectAndCompute(grey, None)

@@ -46,3 +46,34 @@ class WorkImage:
 def as_work(image: np.ndarray | WorkImage) -> WorkImage:
     """A WorkImage as it is, or a fresh one around a BGR array."""
     return image if isinstance(image, WorkImage) else WorkImage(np.asarray(image))
+
+
+LEVEL_PERCENTILES = (1.0, 99.0)  # auto-level: these percentiles of all channels go to 0 and 255
+MIN_SPREAD = 8.0  # an image flatter than this (grey levels between the percentiles) is left alone
+
+
+def level_percentiles(image: np.ndarray) -> tuple[float, float]:
+    """np.percentile(image, LEVEL_PERCENTILES) of a uint8 image (linear interpolation), read off its
+    histogram: the same two numbers at a tenth of the cost of sorting the pixels."""
+    counts = np.bincount(np.asarray(image, dtype=np.uint8).ravel(), minlength=256).cumsum()
+    n = int(counts[-1])
+    out = []
+    for q in LEVEL_PERCENTILES:
+        position = q / 100.0 * (n - 1)
+        below = int(np.floor(position))
+        at = int(np.searchsorted(counts, below + 1))  # the value of the below-th smallest pixel (0-based)
+        after = int(np.searchsorted(counts, min(below + 2, n)))
+        out.append(at + (position - below) * (after - at))
+    return out[0], out[1]
+
+
+def auto_level(image: np.ndarray) -> np.ndarray:
+    """Stretch the levels of a uint8 image so that its 1st and 99th percentiles (all channels
+    together, so hues keep their ratios) become 0 and 255: a near-black, dimmed or washed-out copy
+    then looks like its original; an ordinary photo barely changes. (A lookup table of the per-value
+    formula (v - low) * 255 / (high - low), rounded and clipped.)"""
+    low, high = level_percentiles(image)
+    if high - low < MIN_SPREAD:
+        return image
+    values = (np.arange(256, dtype=np.float32) - np.float64(low)) * (255.0 / (high - low))
+    return cv2.LUT(image, np.clip(values + 0.5, 0, 255).astype(np.uint8))

@@ -292,6 +292,25 @@ def test_the_cli_defaults_repeat_the_library_ones():
     assert search.VERIFY_BUDGET == query.VERIFY_BUDGET and review.DEFAULT_VERIFY_BUDGET == dups.DEFAULT_VERIFY_BUDGET
 
 
+def test_dups_never_groups_pictures_orb_cannot_confirm(tmp_path):
+    """Smooth gradients look alike to every global signature (cnn ~0.7, thumbnails alike after
+    normalisation) and give ORB nothing to match: linked on their calibrated score alone, such
+    pictures chained a real library's tiles into one group of hundreds. A real copy still groups."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for k in range(8):
+        _write(folder, f"gradient_{k}.jpg", cv2.GaussianBlur(_gradient(rng, 640, 400), (0, 0), 3))
+    shutil.copy(PHOTOS[3], folder / PHOTOS[3].name)
+    image = cv2.imread(str(PHOTOS[3]))
+    _write(folder, "copy.jpg", cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2)))
+    location = CatalogLocation(tmp_path / "catalog")
+    ingest_quiet([folder], location, workers=1)
+    with Catalog.open(location, create=False) as catalog:
+        groups = catalog.duplicates(workers=1).groups
+    assert [sorted(m.path.rsplit("/", 1)[-1] for m in g.members) for g in groups] == [sorted([PHOTOS[3].name, "copy.jpg"])]
+
+
 def test_dups_links_a_near_black_copy_and_respects_its_verify_budget(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

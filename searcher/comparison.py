@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from searcher import images
+from searcher import calibration, images
 from searcher.errors import ImageError, SearcherError
 from searcher.features.histogram import METHODS, HistogramExtractor
 from searcher.features.orb import OrbExtractor
@@ -120,9 +120,14 @@ class Comparison:
         verdict = "near duplicate" if self.near_duplicate else "not a near duplicate"
         relation = ">=" if self.near_duplicate else "<"
         grey = " (grey: hist weightless)" if self.grey and "hist" in self.similarities else ""
+        unconfirmed = (
+            f" (not confirmed by ORB: `searcher dups` groups a pair only from {calibration.CHANCE_INLIERS} inliers)"
+            if self.near_duplicate and self.orb_inliers < calibration.CHANCE_INLIERS
+            else ""
+        )
         return (
             f"{verdict}: p(same picture) {self.score:.3f} {relation} threshold {self.threshold:g}; calibrated from "
-            f"{parts}{grey} -> {self.fused:.3f} before verification, and {self.orb_inliers} ORB inliers"
+            f"{parts}{grey} -> {self.fused:.3f} before verification, and {self.orb_inliers} ORB inliers{unconfirmed}"
         )
 
 

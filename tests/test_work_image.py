@@ -7,7 +7,7 @@ import numpy as np
 from searcher import images
 from searcher.features.ae_numpy import preprocess
 from searcher.features.thumbnail import SPREAD, ThumbnailExtractor, contrast_normalised
-from searcher.features.work_image import LEVEL_PERCENTILES, SQUARE, WorkImage, auto_level
+from searcher.features.work_image import LEVEL_PERCENTILES, SQUARE, WorkImage, auto_level, level_percentiles
 
 from conftest import PHOTOS
 
@@ -37,3 +37,11 @@ def test_an_extractor_gives_the_same_signature_from_an_array_and_from_a_work_ima
     work = WorkImage(bgr)
     for extractor in build_extractors(("hist", "mse", "orb")):
         assert np.array_equal(extractor.extract(bgr), extractor.extract(work)), extractor.name
+
+
+def test_the_level_percentiles_read_off_the_histogram_are_numpys():
+    rng = np.random.default_rng(3)
+    for shape in [(64, 64, 3), (37, 53), (5, 7, 3), (1, 1)]:
+        for low, high in [(0, 255), (0, 15), (200, 255), (90, 91)]:
+            image = rng.integers(low, high + 1, shape).astype(np.uint8)
+            np.testing.assert_allclose(level_percentiles(image), np.percentile(image, LEVEL_PERCENTILES))

@@ -180,7 +180,10 @@ class OrbQuery:
     @property
     def mirrored(self) -> np.ndarray:
         if self._mirrored is None:
-            self._mirrored = self.extractor.extract(np.ascontiguousarray(self.work.bgr[:, ::-1]))
+            try:
+                self._mirrored = self.extractor.extract(np.ascontiguousarray(self.work.bgr[:, ::-1]))
+            except Exception:  # the plain image went through; should its mirror not, it verifies nothing
+                self._mirrored = self.plain[:0]
         return self._mirrored
 
     def variants(self, mirrored: bool | None) -> Iterator[np.ndarray]:

@@ -52,14 +52,16 @@ def test_a_query_image_a_feature_library_chokes_on_fails_alone_in_one_line(tmp_p
     photos = copy_photos(tmp_path / "photos", 3)
     location = CatalogLocation(tmp_path / "catalog")
     run_ingest([tmp_path / "photos"], location)
-    real = orb.OrbExtractor.query_signatures
+    from searcher.features.work_image import as_work
 
-    def query_signatures(self, image):
-        if image.shape[0] == 7:
+    real = orb.OrbExtractor.extract
+
+    def extract(self, image):
+        if as_work(image).bgr.shape[0] == 7:
             raise cv2.error("OpenCV(5.0.0) x.cpp:1: error: (-215:Assertion failed)\nin function 'resize'\n")
         return real(self, image)
 
-    monkeypatch.setattr(orb.OrbExtractor, "query_signatures", query_signatures)
+    monkeypatch.setattr(orb.OrbExtractor, "extract", extract)
     odd = write_png(tmp_path / "odd.png", (7, 50, 3))
     results = query_paths([str(photos[0]), str(odd), str(photos[1])], location, top=1)
     assert [r.error is None for r in results] == [True, False, True]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol, Sequence
@@ -49,6 +50,7 @@ UPSCALED_RATIO = 0.25  # see step 1 of the recipe (tuned on corpus photos, not o
 BAND = 1.5  # width of the frequency bands compared, as a ratio
 CROP = 384  # side of the centre crop of the smaller copy compared (native pixels)
 MAX_COMPARED = 4  # smaller members a member is compared with (groups are small)
+GREYS_KEPT = 4 * MAX_COMPARED  # decoded images kept while a group is judged (the least-detail ones recur)
 
 # IJG (libjpeg) standard luminance quantization table, natural order: quality q scales it by
 # 5000 / q (q < 50) or 200 - 2q (q >= 50), in percent.
@@ -234,12 +236,18 @@ def real_detail(members: Sequence[Candidate], readable: Sequence[bool]) -> tuple
     of the smaller member it adds no detail to."""
     order = sorted(range(len(members)), key=lambda k: _pixels(members[k]))
     detail = [float(_pixels(m)) if ok else 0.0 for m, ok in zip(members, readable)]
-    greys: dict[int, np.ndarray | None] = {}
+    greys: OrderedDict[int, np.ndarray | None] = OrderedDict()
     upscaled_from: dict[int, int] = {}
 
     def grey(k: int) -> np.ndarray | None:
-        if k not in greys:
+        # The decoded images are kept for the few comparisons that reuse them, not for the whole
+        # group: a group of 8,474 video frames held 6.5 GB of them.
+        if k in greys:
+            greys.move_to_end(k)
+        else:
             greys[k] = _grey(members[k].path)
+            if len(greys) > GREYS_KEPT:
+                greys.popitem(last=False)
         return greys[k]
 
     for rank, k in enumerate(order):

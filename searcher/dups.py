@@ -11,8 +11,9 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    homography inliers; pairs below scoring.VERIFY_FLOOR without ORB are not verified (nor linked).
    dups acts on files, so a pair is linked only when ORB confirms it (`linked`: CHANCE_INLIERS
    inliers or more besides p >= threshold), or its files have the same bytes; a catalog without
-   ORB signatures links pairs that pass without inliers, with a warning. Pairs go best possible score first, in chunks (at most `verify_budget` per
-   image, its most promising); a pair whose images are already
+   ORB signatures links pairs that pass without inliers, with a warning. Pairs go best possible
+   score first, in chunks (at most `verify_budget` per image, its most promising); a pair whose
+   images are already
    linked through verified pairs is skipped (it cannot change a group), which is decided with the
    links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
    The pair rule is searcher.scoring's: p(same picture) >= threshold. From its similarities each

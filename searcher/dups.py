@@ -9,19 +9,17 @@ Grouping recipe (no n x n matrix; the work grows with n * neighbours):
    cosine), and the calibrated logit of "same picture" (searcher.scoring.calibrate).
 3. Verification with the stored ORB signatures, as a query verifies: cross-checked matches, then
    homography inliers; pairs below scoring.VERIFY_FLOOR without ORB are not verified (nor linked).
-   dups acts on files, so a pair is linked only when ORB confirms it (`linked`: CHANCE_INLIERS
-   inliers or more besides p >= threshold), or its files have the same bytes; a catalog without
-   ORB signatures links pairs that pass without inliers, with a warning. Pairs go best possible
+   The pair rule is searcher.scoring's, p(same picture) >= threshold, and because dups acts on
+   files, ORB must confirm the pair too (`linked`: CHANCE_INLIERS inliers or more), unless its
+   files have the same bytes; a catalog without ORB signatures links pairs that pass without
+   inliers, with a warning. From its similarities each pair needs a number of inliers; the
+   homography is skipped when there are fewer matches than that (exact). Pairs go best possible
    score first, in chunks (at most `verify_budget` per image, its most promising); a pair whose
-   images are already
-   linked through verified pairs is skipped (it cannot change a group), which is decided with the
-   links of the chunks WINDOW before it, so the same pairs are verified whatever the worker count.
-   The pair rule is searcher.scoring's: p(same picture) >= threshold. From its similarities each
-   pair needs a number of inliers;
-   the homography is skipped when there are fewer matches than that (exact). ORB is not
-   flip-invariant, so a pair whose thumbnails match best with one mirrored, and closely (mse
-   similarity >= MIRROR_SIMILARITY), and that did not pass, is verified once more with one image
-   decoded again and mirrored.
+   images are already linked through verified pairs is skipped (it cannot change a group), which is
+   decided with the links of the chunks WINDOW before it, so the same pairs are verified whatever
+   the worker count. ORB is not flip-invariant, so a pair whose thumbnails match best with one
+   mirrored, and closely (mse similarity >= MIRROR_SIMILARITY), and that did not pass, is verified
+   once more with one image decoded again and mirrored.
 4. Groups: connected components of the linked pairs (union-find); single images are left out.
    A member's score is the best score of its linked pairs. Pairs and groups a reviewer marked
    "not duplicates" (`dups --ignore`, `--ignore-pair`, `searcher serve`) are left out: such pairs

@@ -1,10 +1,12 @@
 """Single-query latency of an existing catalog, in process, per stage.
 
-    python -m bench.query_latency CATALOG QUERY_DIR [REPEATS]
+    python -m bench.query_latency CATALOG QUERY_DIR [REPEATS] [--without SIGNATURE,...]
 
 Every image under QUERY_DIR is queried REPEATS times (default 3, after one warm-up query) with the
 default fused ranking and --top 10; prints p50/p95 over all queries and the median of each stage
-(extract, search, catalog, rerank) from QueryResult.timings.
+(extract, search, catalog, rerank) from QueryResult.timings. `--without cnn` queries the catalog as
+if it had no cnn signature (its extractor and index are set aside after opening; the calibrated
+model without cnn scores), the way to time a catalog ingested without it on the same images.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ from searcher.images import expand_image_args
 
 
 def main() -> None:
-    catalog, folder = Path(sys.argv[1]), sys.argv[2]
-    repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    args = sys.argv[1:]
+    without: list[str] = []
+    if "--without" in args:
+        at = args.index("--without")
+        without = args[at + 1].split(",")
+        del args[at : at + 2]
+    catalog, folder = Path(args[0]), args[1]
+    repeats = int(args[2]) if len(args) > 2 else 3
     queries = expand_image_args([folder])
     with searcher.Catalog.open(catalog.resolve(), create=False) as cat:
+        for name in without:
+            cat.indexes.pop(name, None)
+            cat.extractors.pop(name, None)
         cat.query_result(queries[0])
         times, stages = [], {}
         for _ in range(repeats):

@@ -341,13 +341,15 @@ def disk_usage(catalog: Path, n_images: int) -> dict:
     db = sum(v for k, v in files.items() if k.startswith("catalog.db"))
     indexes = {k: v for k, v in files.items() if k.startswith("index-") and k.endswith(".bin")}
     sidecars = sum(v for k, v in files.items() if k.startswith("index-") and k.endswith(".json"))
-    total = db + sum(indexes.values()) + sidecars
+    copies = sum(v for k, v in files.items() if k.startswith("index-") and k.endswith(".npy"))
+    total = db + sum(indexes.values()) + sidecars + copies
     return {
         "n_images": n_images,
         "bytes_per_image": {
             "catalog.db": db / n_images,
             **{k: v / n_images for k, v in indexes.items()},
             "index sidecars": sidecars / n_images,
+            "index vector copies": copies / n_images,
             "total": total / n_images,
         },
     }

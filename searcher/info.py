@@ -126,9 +126,9 @@ def _disk(catalog: Catalog) -> dict[str, int]:
         database_bytes = sum(
             os.stat(p).st_size for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()
         )
-    # index files and their sidecars; a stray index-*.tmp (a save that was killed) is not an index
+    # index files, their sidecars and vector copies; a stray index-*.tmp (a save that was killed) is not an index
     index_bytes = sum(
-        p.stat().st_size for p in location.vector_dir.glob("index-*") if p.suffix in (".bin", ".json") and p.is_file()
+        p.stat().st_size for p in location.vector_dir.glob("index-*") if p.suffix in (".bin", ".json", ".npy") and p.is_file()
     )
     total = _folder_bytes(str(location.vector_dir))
     if not location.is_folder:  # the database is on a server; the folder holds only vector files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -129,12 +130,19 @@ def test_extraction_imports_neither_torch_nor_the_training_code(tmp_path):
     assert out == [str(DIM), "[]"]
 
 
-def test_onnx_runtime_threads_follow_the_worker_setting(monkeypatch):
-    monkeypatch.setenv("SEARCHER_TORCH_THREADS", "1")
+@pytest.mark.parametrize("setting, side_by_side", [("1", 1), ("3", 3), ("", None)])
+def test_images_run_one_per_thread_as_many_at_once_as_the_setting_allows(monkeypatch, setting, side_by_side):
+    """Ingest workers set 1 (the processes are the parallelism); unset, a query's variants run on every
+    CPU the process may use. ONNX Runtime's own intra-op threads stay at 1 (they did not pay)."""
+    monkeypatch.setenv("SEARCHER_TORCH_THREADS", setting)
     extractor = CnnExtractor()
-    extractor.extract(np.zeros((20, 30, 3), np.uint8))
-    options = extractor.model.session.get_session_options()
-    assert options.intra_op_num_threads == 1
+    image = cv2.imread(str(PHOTOS[0]))
+    variants = extractor.query_signatures(image, alone=True)
+    assert extractor.model.session.get_session_options().intra_op_num_threads == 1
+    assert extractor.model.threads == (side_by_side or len(os.sched_getaffinity(0)))
+    model = extractor.model
+    one_at_a_time = [model(v[None])[0] for v in dihedral(model.preprocess(image))]
+    assert np.allclose(np.stack(variants), np.stack(one_at_a_time), atol=1e-6)  # same rows, same order
 
 
 @pytest.mark.slow

@@ -156,3 +156,59 @@ def test_small_indexes_answer_exactly_whatever_the_insertion_order(tmp_path, spa
     assert list(answers[0][0][-1][:2]) == [105, 106]
     monkeypatch.setattr(vectors, "EXACT_LIMIT", 0)  # above the limit: the HNSW graph answers
     assert (index.search_many(queries, 10)[0] == answers[1][0]).mean() > 0.9
+
+
+def _saved_cosine_index(tmp_path, n: int = 300, dim: int = 16):
+    path = tmp_path / "i.bin"
+    index = HnswIndex(path, dim, "cosine", "1")
+    index.add(np.arange(n), clustered_vectors(n, dim))
+    index.save(CatalogStamp(1, n, n - 1))
+    return path, HnswIndex.load(path, dim, "cosine", "1", CatalogStamp(1, n, n - 1))
+
+
+def test_vectors_of_a_loaded_index_come_from_its_saved_copy_exactly_as_hnswlib_holds_them(tmp_path):
+    path, loaded = _saved_cosine_index(tmp_path)
+    wanted = [299, 3, 150, 3]
+    from_hnswlib = np.asarray(loaded._index.get_items(wanted), dtype=np.float32)
+
+    class NoGetItems:  # the hnswlib index, except that reading vectors back from it fails the test
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def get_items(self, *args, **kwargs):
+            raise AssertionError("read from hnswlib, not from the copy")
+
+    loaded._index = NoGetItems(loaded._index)
+    assert np.array_equal(loaded.vectors(wanted), from_hnswlib)  # bit for bit: scores do not depend on the source
+    assert np.allclose(np.linalg.norm(loaded.vectors(wanted), axis=1), 1.0, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.bin", "i.json", "i.labels.npy", "i.vectors.npy"]
+
+
+def test_a_vector_replaced_or_added_after_loading_is_never_read_from_the_stale_copy(tmp_path):
+    path, loaded = _saved_cosine_index(tmp_path)
+    fresh = np.zeros((2, 16), np.float32)
+    fresh[0, 0] = fresh[1, 1] = 3.0
+    loaded.add(np.array([7, 300]), fresh)  # 7 replaced, 300 new
+    assert np.allclose(loaded.vectors([7, 300, 8]), np.vstack([np.eye(16)[:2], loaded._index.get_items([8])]), atol=1e-6)
+    loaded.save(CatalogStamp(2, 301, 300))
+    again = HnswIndex.load(path, 16, "cosine", "1", CatalogStamp(2, 301, 300))
+    assert np.allclose(again.vectors([7, 300]), np.eye(16)[:2], atol=1e-6)
+
+
+@pytest.mark.parametrize("damaged", ["i.vectors.npy", "i.labels.npy"])
+def test_a_damaged_vector_copy_is_not_used_and_the_next_save_writes_a_good_one(tmp_path, damaged):
+    path, loaded = _saved_cosine_index(tmp_path)
+    truth = loaded.vectors(list(range(300)))
+    target = tmp_path / damaged
+    data = bytearray(target.read_bytes())
+    data[-40:-8] = b"\x7f" * 32  # same size, other values
+    target.write_bytes(bytes(data))
+    reopened = HnswIndex.load(path, 16, "cosine", "1", CatalogStamp(1, 300, 299))
+    assert reopened._copy is None
+    assert np.array_equal(reopened.vectors(list(range(300))), truth)
+    reopened.save(CatalogStamp(1, 300, 299))
+    healed = HnswIndex.load(path, 16, "cosine", "1", CatalogStamp(1, 300, 299))
+    assert healed._copy is not None and np.array_equal(healed.vectors(list(range(300))), truth)

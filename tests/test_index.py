@@ -168,7 +168,7 @@ def _saved_cosine_index(tmp_path, n: int = 300, dim: int = 16):
 
 def test_vectors_of_a_loaded_index_come_from_its_saved_copy_exactly_as_hnswlib_holds_them(tmp_path):
     path, loaded = _saved_cosine_index(tmp_path)
-    wanted = [299, 3, 150, 3]
+    wanted = [299, 3, 150, 3, *range(40, 60), 41]  # any order, repeats, runs of neighbours
     from_hnswlib = np.asarray(loaded._index.get_items(wanted), dtype=np.float32)
 
     class NoGetItems:  # the hnswlib index, except that reading vectors back from it fails the test

@@ -1,4 +1,4 @@
-"""The vectors of a saved index as plain arrays beside it, memory-mapped: what a query reads them from.
+"""The vectors of a saved index as plain arrays beside it: what a query reads them from.
 
 hnswlib keeps the vectors but hands them back slowly (`get_items`: ~60-120 us for one 1280-d vector,
 46 ms for a query's 400 candidates at 100k images), and the exact search of a small catalog needs
@@ -19,7 +19,11 @@ from typing import Callable
 
 import numpy as np
 
-CHUNK = 4096  # rows written at a time: a save never holds a whole 100k x 1280 matrix in memory
+CHUNK = 4096
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}  # rows written at a time: a save never holds a whole 100k x 1280 matrix in memory
 
 
 def paths(index_path: Path) -> tuple[Path, Path]:
@@ -34,11 +38,26 @@ def temporary_paths(index_path: Path) -> list[Path]:
 
 
 class VectorCopy:
-    """Sorted labels and their vectors (a read-only memory map)."""
+    """Sorted labels and an open vectors file, read with pread: a memory map would count every row
+    a process ever read in its resident memory (1.8 GB for a query process at 100k images)."""
 
-    def __init__(self, labels: np.ndarray, matrix: np.ndarray) -> None:
+    def __init__(self, labels: np.ndarray, vectors_path: Path, dim: int) -> None:
         self.labels = labels
-        self.matrix = matrix
+        self.dim = dim
+        self.row_bytes = 4 * dim
+        # Kept open: a later save replaces the file by rename; this copy goes on reading the one it checked.
+        self._file = open(vectors_path, "rb")
+        try:
+            version = np.lib.format.read_magic(self._file)
+            if version not in HEADER_READERS:
+                raise ValueError(f"{vectors_path.name}: .npy format {version} is not read here")
+            shape, fortran_order, dtype = HEADER_READERS[version](self._file)
+            if dtype != np.float32 or fortran_order or shape != (len(labels), dim):
+                raise ValueError(f"{vectors_path.name} holds {dtype} {shape}, expected float32 {(len(labels), dim)}")
+        except ValueError:
+            self._file.close()
+            raise
+        self.offset = self._file.tell()
 
     @classmethod
     def open(
@@ -56,14 +75,13 @@ class VectorCopy:
                 if expected.get("checksum") != checksum(path):
                     return None
             labels = np.load(labels_path, allow_pickle=False)
-            matrix = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+            if labels.dtype != np.int64 or labels.ndim != 1:
+                return None
+            if len(labels) != len(live) or not np.array_equal(labels, np.fromiter(sorted(live), np.int64, len(live))):
+                return None
+            return cls(labels, vectors_path, dim)
         except (OSError, ValueError):
             return None
-        if labels.dtype != np.int64 or matrix.dtype != np.float32 or matrix.shape != (len(labels), dim):
-            return None
-        if len(labels) != len(live) or not np.array_equal(labels, np.fromiter(sorted(live), np.int64, len(live))):
-            return None
-        return cls(labels, matrix)
 
     def rows(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row of each wanted label, whether the copy holds it)."""
@@ -71,6 +89,29 @@ class VectorCopy:
             return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
         rows = np.minimum(np.searchsorted(self.labels, wanted), len(self.labels) - 1)
         return rows, self.labels[rows] == wanted
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of these rows, in their order: one pread per run of consecutive rows (a
+        query's candidates are scattered; dups reads whole ranges)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.empty((0, self.dim), dtype=np.float32)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        firsts = np.concatenate([[0], np.flatnonzero(np.diff(ordered) != 1) + 1])
+        counts = np.diff(np.concatenate([firsts, [len(rows)]]))
+        fd, size, offset = self._file.fileno(), self.row_bytes, self.offset
+        data = b"".join(
+            [os.pread(fd, n * size, offset + row * size) for row, n in zip(ordered[firsts].tolist(), counts.tolist())]
+        )
+        if len(data) != len(rows) * size:
+            raise OSError(f"vector copy {self._file.name} is shorter than its header says")
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out[order] = np.frombuffer(data, dtype=np.float32).reshape(len(rows), self.dim)
+        return out
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def write(index_path: Path, labels: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], dim: int) -> list[Path]:

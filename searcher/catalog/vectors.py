@@ -285,7 +285,7 @@ class HnswIndex:
             rows, found = self._copy.rows(wanted)
             if self._changed:
                 found &= ~np.isin(wanted, np.fromiter(self._changed, np.int64, len(self._changed)))
-            out[found] = self._copy.matrix[rows[found]]
+            out[found] = self._copy.read(rows[found])
         if not found.all():
             # A list, not return_type="numpy": the latter is 2x slower in hnswlib 0.8.
             out[~found] = np.asarray(self._index.get_items(wanted[~found].tolist()), dtype=np.float32)
@@ -339,7 +339,9 @@ class HnswIndex:
         finally:
             for leftover in (tmp, tmp_meta, *tmp_copy):
                 leftover.unlink(missing_ok=True)
-        self._copy = VectorCopy(labels, np.load(vector_copy.paths(self.path)[1], mmap_mode="r", allow_pickle=False))
+        if self._copy is not None:
+            self._copy.close()
+        self._copy = VectorCopy(labels, vector_copy.paths(self.path)[1], self.dim)
         self._changed = set()
 
 

@@ -140,3 +140,44 @@ def test_reference_folder_members_are_kept_whatever_the_rule(tmp_path):
     assert keep in (1, 2) and protected == {1, 2} and "reference folder" in reason
     keep, reason, protected = choose_with_references(members, "largest", [str(tmp_path / "elsewhere")])
     assert keep == 0 and protected == set()
+
+
+def test_each_member_is_compared_with_the_least_detailed_of_the_members_much_smaller_than_it(monkeypatch):
+    """Step 1 of the recipe, checked against its plain statement on a random group with repeated
+    sizes and upscaled members (the detail ratio is faked by a table: who was compared with whom)."""
+    from searcher import keep
+
+    rng = np.random.default_rng(5)
+    sides = rng.choice([100, 110, 150, 200, 260, 400], size=60)
+    members = [Copy(f"/m{k}.jpg", int(s), int(s), 1000, 0) for k, s in enumerate(sides)]
+    readable = [bool(r) for r in rng.random(60) > 0.1]
+    upscaled = {(k, j) for k in range(60) for j in range(60) if rng.random() < 0.05}  # (larger, smaller) pairs
+    compared = []
+
+    def grey(path):  # as many pixels as the member, its position in the first
+        k = int(path[2:-4])
+        return np.full(int(sides[k]) ** 2, k, np.float32)
+
+    def ratio(larger, smaller, smaller_band=None):
+        compared.append((int(larger[0]), int(smaller[0])))
+        return 0.0 if compared[-1] in upscaled else 1.0
+
+    monkeypatch.setattr(keep, "_grey", grey)
+    monkeypatch.setattr(keep, "detail_ratio", ratio)
+    monkeypatch.setattr(keep, "own_top_band", lambda smaller: 1.0)
+
+    detail, upscaled_from = keep.real_detail(members, readable)
+
+    expected, want = [], [float(s * s) if ok else 0.0 for s, ok in zip(sides, readable)]
+    order = sorted(range(60), key=lambda k: sides[k] ** 2)
+    for rank, k in enumerate(order):
+        smaller = [j for j in order[:rank] if readable[j] and sides[k] ** 2 > keep.SIZE_STEP * sides[j] ** 2]
+        if not readable[k]:
+            continue
+        for j in sorted(smaller, key=lambda j: want[j])[: keep.MAX_COMPARED]:
+            expected.append((k, j))
+            if (k, j) in upscaled:
+                want[k] = want[j]
+                break
+    assert compared == expected and detail == want
+    assert all((k, j) in upscaled for k, j in upscaled_from.items())

@@ -328,8 +328,11 @@ if __name__ == "__main__":
 
         signatures, steps = _option("--signatures"), _option("--steps")
         grow(quick="--quick" in sys.argv, signatures=tuple(signatures or ()), steps=tuple(int(s) for s in steps or ()))
-    elif sys.argv[1] == "dups":  # python -m bench.scale dups CATALOG [WORKERS]
-        print(json.dumps(dups_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2), indent=1))
+    elif sys.argv[1] == "dups":  # python -m bench.scale dups CATALOG [WORKERS] [--no-recall]
+        # --no-recall: skip the exact kNN scan behind candidate_recall_vs_exact (hours at 100k images)
+        positional = [a for a in sys.argv[2:] if not a.startswith("--")]
+        workers = int(positional[1]) if len(positional) > 1 else 2
+        print(json.dumps(dups_worker(positional[0], workers, recall="--no-recall" not in sys.argv), indent=1))
     elif sys.argv[1] == "recall-worker":
         spec = json.loads(Path(sys.argv[2]).read_text())
         print(json.dumps(recall_worker(spec["catalog"], spec["queries"])))

@@ -19,11 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-CHUNK = 4096
-HEADER_READERS = {
-    (1, 0): np.lib.format.read_array_header_1_0,
-    (2, 0): np.lib.format.read_array_header_2_0,
-}  # rows written at a time: a save never holds a whole 100k x 1280 matrix in memory
+CHUNK = 4096  # rows written at a time: a save never holds a whole 100k x 1280 matrix in memory
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def paths(index_path: Path) -> tuple[Path, Path]:
@@ -116,7 +113,8 @@ class VectorCopy:
 
 def write(index_path: Path, labels: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], dim: int) -> list[Path]:
     """Write the copy of `labels` (ascending) to temporary files, synced; `fetch(labels)` gives
-    their vectors. Returns `temporary_paths(index_path)`; the caller renames them. Written with plain writes, not a memory map: a full disk is then an OSError, not a SIGBUS."""
+    their vectors. Returns `temporary_paths(index_path)`; the caller renames them. Plain writes,
+    not a memory map: a full disk is then an OSError, not a SIGBUS."""
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     temporary = temporary_paths(index_path)
     with open(temporary[0], "wb") as f:

@@ -250,6 +250,7 @@ def real_detail(members: Sequence[Candidate], readable: Sequence[bool]) -> tuple
     order = sorted(range(len(members)), key=lambda k: _pixels(members[k]))
     detail = [float(_pixels(m)) if ok else 0.0 for m, ok in zip(members, readable)]
     greys: OrderedDict[int, np.ndarray | None] = OrderedDict()
+    undecodable: set[str] = set()
     upscaled_from: dict[int, int] = {}
 
     def grey(k: int) -> np.ndarray | None:
@@ -258,7 +259,11 @@ def real_detail(members: Sequence[Candidate], readable: Sequence[bool]) -> tuple
         if k in greys:
             greys.move_to_end(k)
         else:
-            greys[k] = _grey(members[k].path)
+            path = members[k].path
+            # Frames and person crops of a video share its path, which is not an image: read it once.
+            greys[k] = None if path in undecodable else _grey(path)
+            if greys[k] is None:
+                undecodable.add(path)
             if len(greys) > GREYS_KEPT:
                 greys.popitem(last=False)
         return greys[k]

@@ -181,3 +181,15 @@ def test_each_member_is_compared_with_the_least_detailed_of_the_members_much_sma
                 break
     assert compared == expected and detail == want
     assert all((k, j) in upscaled for k, j in upscaled_from.items())
+
+
+def test_a_videos_frames_and_crops_in_one_group_read_the_video_once(monkeypatch):
+    """Their path is the video's, which is not an image: a group of 8,474 frames read it for each."""
+    from searcher import keep
+
+    reads = []
+    monkeypatch.setattr(keep, "_grey", lambda path: reads.append(path))  # None: not an image
+    video = "/videos/street.avi"
+    frames = [Copy(video, 768, 576, 1000, 0) for _ in range(300)] + [Copy(video, 120, 300, 1000, 0) for _ in range(20)]
+    detail, upscaled_from = keep.real_detail(frames, [True] * len(frames))
+    assert reads == [video] and upscaled_from == {} and detail[0] == 768 * 576

@@ -71,6 +71,7 @@ def _folder_bytes(directory: str) -> int:
 
 
 def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: int) -> list[IndexFacts]:
+    from searcher.catalog import vector_copy
     from searcher.catalog.vectors import CatalogStamp, read_sidecar
 
     if catalog.milvus_uri:
@@ -86,9 +87,8 @@ def _index_facts(catalog: Catalog, versions: dict[str, str | None], generation: 
             version is not None and meta.get("catalog") == CatalogStamp(*catalog.store.signature_stamp(name, version)).as_dict()
         )
         up_to_date = current and meta.get("version") == version
-        facts.append(
-            IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=path.stat().st_size, up_to_date=up_to_date)
-        )
+        size = sum(p.stat().st_size for p in (path, *vector_copy.paths(path)) if p.is_file())  # the graph and its vector copy
+        facts.append(IndexFacts(name=name, path=str(path), vectors=meta.get("count"), bytes=size, up_to_date=up_to_date))
     return facts
 
 

@@ -128,3 +128,18 @@ def test_query_html_report_shows_the_query_and_its_results(ingested, photo_dir, 
     text = page.read_text()
     assert text.count("<img") == 4  # the query and three results
     assert one.name in text
+
+
+def test_an_index_saved_without_its_vector_copy_gets_one_on_first_use(ingested, photo_dir):
+    """Catalogs saved before the copies existed are not rebuilt: their next reader writes the copy once."""
+    for copy in ingested.glob("index-*.npy"):
+        copy.unlink()
+    result = invoke("query", sorted(photo_dir.glob("*.jpg"))[0], "--catalog", ingested, "--top", "1")
+    assert result.exit_code == 0
+    assert sorted(p.name for p in ingested.glob("index-hist.*")) == [
+        "index-hist.bin",
+        "index-hist.json",
+        "index-hist.labels.npy",
+        "index-hist.vectors.npy",
+    ]
+    assert "rebuilt" not in result.output

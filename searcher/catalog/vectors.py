@@ -185,6 +185,11 @@ class HnswIndex:
     def __len__(self) -> int:
         return len(self._live)
 
+    @property
+    def has_copy(self) -> bool:
+        """Whether vectors() reads from a saved vector copy (vector_copy.py) rather than from hnswlib."""
+        return self._copy is not None
+
     def __contains__(self, image_id: int) -> bool:
         return image_id in self._live
 
@@ -372,14 +377,18 @@ def rebuild(path: Path, extractor, batches: Iterable[tuple[Sequence[int], Sequen
 
 def load_or_rebuild(path: Path, extractor, stamp: CatalogStamp, batches, warn=None, save=None) -> HnswIndex:
     """The saved index at `path` if it matches (extractor version, catalog stamp, checksum), else one
-    rebuilt from `batches()`. A rebuilt index is handed to `save(index)` (the catalog decides
-    whether it may be recorded as current), if given. `warn` receives one-line reasons."""
+    rebuilt from `batches()`. A rebuilt index, or a saved one without its vector copy (saved by an
+    older searcher, or the copy is damaged), is handed to `save(index)` (the catalog decides whether
+    it may be recorded as current), if given. `warn` receives one-line reasons."""
     try:
-        return HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, stamp)
+        index = HnswIndex.load(path, extractor.dim, extractor.space, extractor.version, stamp)
     except IndexUnusable as reason:
         index = rebuild(path, extractor, batches())
         if warn and (len(index) or str(reason) != "missing"):
             warn(f"{extractor.name} index {reason}: rebuilt from the catalog ({len(index)} vectors)")
+    else:
+        if index.has_copy or not len(index):
+            return index
     if save is not None:
         save(index)
     return index

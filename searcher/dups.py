@@ -379,8 +379,13 @@ def _verified_scores(
     ids = np.array([m.image_id for m in members], dtype=np.int64)
     verifier = _Verifier(catalog, ids, pairs, need, scored, threshold, union, inliers)
     result.verified_pairs = verifier.run(todo, workers, reporter)
-    scores = pair_scores(scored, inliers)
-    scores[verifier.done & ~linked(scores, inliers, threshold)] = 0.0  # verified, not confirmed: not linked
+
+    def verified_scores() -> np.ndarray:
+        scores = pair_scores(scored, inliers)
+        scores[verifier.done & ~linked(scores, inliers, threshold)] = 0.0  # verified, not confirmed: not linked
+        return scores
+
+    scores = verified_scores()
     retry = [
         k
         for k in np.flatnonzero(verifier.done & (scores < threshold) & (mirror >= MIRROR_SIMILARITY))
@@ -391,8 +396,7 @@ def _verified_scores(
         mirrored = _mirror_check(catalog, members, pairs[retry], reporter, need[retry])
         better = mirrored > inliers[retry]
         inliers[retry[better]] = mirrored[better]
-        rescored = pair_scores(scored, inliers)[retry]
-        scores[retry] = np.where(linked(rescored, inliers[retry], threshold), rescored, 0.0)
+        scores = verified_scores()  # only the retried pairs' inliers changed
     scores[same_bytes] = 1.0
     return scores
 

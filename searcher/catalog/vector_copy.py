@@ -13,11 +13,16 @@ next save writes a good copy); it is never trusted on its own.
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
+import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
+
+from searcher.catalog import checksum
 
 CHUNK = 4096  # rows written at a time: a save never holds a whole 100k x 1280 matrix in memory
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -57,9 +62,7 @@ class VectorCopy:
         self.offset = self._file.tell()
 
     @classmethod
-    def open(
-        cls, index_path: Path, record: object, dim: int, live: set[int], checksum: Callable[[Path], str]
-    ) -> VectorCopy | None:
+    def open(cls, index_path: Path, record: object, dim: int, live: set[int]) -> VectorCopy | None:
         """The copy the sidecar's `record` describes, or None when it is absent or does not match."""
         if not isinstance(record, dict):
             return None
@@ -69,7 +72,7 @@ class VectorCopy:
                 expected = record.get(key)
                 if not isinstance(expected, dict) or expected.get("file_size") != path.stat().st_size:
                     return None
-                if expected.get("checksum") != checksum(path):
+                if expected.get("checksum") != checksum.file_checksum(path):
                     return None
             labels = np.load(labels_path, allow_pickle=False)
             if labels.dtype != np.int64 or labels.ndim != 1:
@@ -111,28 +114,31 @@ class VectorCopy:
         self._file.close()
 
 
-def write(index_path: Path, labels: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], dim: int) -> list[Path]:
-    """Write the copy of `labels` (ascending) to temporary files, synced; `fetch(labels)` gives
-    their vectors. Returns `temporary_paths(index_path)`; the caller renames them. Plain writes,
-    not a memory map: a full disk is then an OSError, not a SIGBUS."""
+def write(index_path: Path, labels: np.ndarray, fetch: Callable[[np.ndarray], np.ndarray], dim: int) -> dict:
+    """Write the copy of `labels` (ascending) to `temporary_paths(index_path)`, synced, for the
+    caller to rename into place; `fetch(labels)` gives their vectors. Returns the sidecar's record
+    of the two files (size and crc32 of each, computed as they are written). Plain writes, not a
+    memory map: a full disk is then an OSError, not a SIGBUS."""
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    temporary = temporary_paths(index_path)
-    with open(temporary[0], "wb") as f:
-        np.save(f, labels, allow_pickle=False)
-        _sync(f)
-    with open(temporary[1], "wb") as f:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-            "fortran_order": False,
-            "shape": (len(labels), dim),
-        }
-        np.lib.format.write_array_header_1_0(f, header)
-        for start in range(0, len(labels), CHUNK):
-            f.write(np.ascontiguousarray(fetch(labels[start : start + CHUNK]), dtype=np.float32).tobytes())
-        _sync(f)
-    return temporary
+    vectors = (fetch(labels[start : start + CHUNK]) for start in range(0, len(labels), CHUNK))
+    labels_tmp, vectors_tmp = temporary_paths(index_path)
+    return {
+        "labels": _write_npy(labels_tmp, np.int64, (len(labels),), [labels]),
+        "vectors": _write_npy(vectors_tmp, np.float32, (len(labels), dim), vectors),
+    }
 
 
-def _sync(f) -> None:
-    f.flush()
-    os.fsync(f.fileno())
+def _write_npy(path: Path, dtype, shape: tuple, blocks: Iterable[np.ndarray]) -> dict:
+    """A C-order .npy file of `shape` from `blocks` (its rows, in order), synced: {file_size, checksum}."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
+    crc, size = 0, 0
+    with open(path, "wb") as f:
+        for data in itertools.chain([header.getvalue()], (np.ascontiguousarray(b, dtype=dtype).tobytes() for b in blocks)):
+            f.write(data)
+            crc, size = zlib.crc32(data, crc), size + len(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"file_size": size, "checksum": checksum.as_text(crc)}

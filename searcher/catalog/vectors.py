@@ -17,7 +17,6 @@ import json
 import mmap
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -26,6 +25,7 @@ import hnswlib
 import numpy as np
 
 from searcher.catalog import vector_copy
+from searcher.catalog.checksum import file_checksum
 from searcher.catalog.vector_copy import VectorCopy
 
 M = 16
@@ -77,16 +77,6 @@ class CatalogStamp:
 
     def as_dict(self) -> dict:
         return {"generation": self.generation, "count": self.count, "max_id": self.max_id}
-
-
-def file_checksum(path: Path) -> str:
-    """crc32 of the whole file (corruption, not tampering, is what it guards against). Read in
-    chunks, not mapped: a mapped file of 500 MB counted in the process's peak memory."""
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            crc = zlib.crc32(chunk, crc)
-    return f"crc32:{crc:08x}"
 
 
 def check_hnsw_file(path: Path) -> None:
@@ -160,7 +150,7 @@ class HnswIndex:
         index._live = set(index._index.get_ids_list()) - index._deleted
         if len(index._live) != stamp.count:
             raise IndexUnusable(f"holds {len(index._live)} vectors, the catalog {stamp.count}")
-        index._copy = VectorCopy.open(index.path, meta.get("copy"), dim, index._live, file_checksum)
+        index._copy = VectorCopy.open(index.path, meta.get("copy"), dim, index._live)
         return index
 
     def _check_sidecar(self, stamp: CatalogStamp) -> dict:
@@ -317,7 +307,7 @@ class HnswIndex:
                 check_hnsw_file(tmp)
             except IndexUnusable as e:  # hnswlib does not report failed writes; this is what they leave
                 raise OSError(f"the index file was not written whole ({e}); is the disk full?") from None
-            vector_copy.write(self.path, labels, self.vectors, self.dim)
+            copy_record = vector_copy.write(self.path, labels, self.vectors, self.dim)
             meta = {
                 "format": SIDECAR_FORMAT,
                 "dim": self.dim,
@@ -328,10 +318,7 @@ class HnswIndex:
                 "checksum": file_checksum(tmp),
                 "count": len(self._live),
                 "deleted": sorted(self._deleted),
-                "copy": {
-                    key: {"file_size": path.stat().st_size, "checksum": file_checksum(path)}
-                    for key, path in zip(("labels", "vectors"), tmp_copy)
-                },
+                "copy": copy_record,
             }
             with open(tmp_meta, "w", encoding="utf-8") as f:
                 f.write(json.dumps(meta))

@@ -33,9 +33,8 @@ class OrbExtractor(Extractor):
     """
 
     name = "orb"
-    version = (
-        "4"  # 4: levels stretched; 3: small images enlarged to ORB_SIDE; 2: on an ORB_SIDE image (1: on the 640 px working image)
-    )
+    # 4: levels stretched; 3: small images enlarged to ORB_SIDE; 2: on an ORB_SIDE image (1: on the 640 px working image)
+    version = "4"
     dim = 0
     takes_work_image = True
 

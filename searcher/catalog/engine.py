@@ -187,11 +187,41 @@ def stamped_revision(engine: Engine) -> str | None:
         return None
 
 
+VERSION_TABLE = (  # the table Alembic keeps its revision in, as Alembic itself creates it
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+)
+
+
+def _create_when_empty(engine: Engine, head: str) -> bool:
+    """A database that holds none of the catalog's tables gets the whole schema in one go from the
+    models (Base.metadata.create_all) and is stamped with the head revision, as Alembic's cookbook
+    recipe "Building an Up to Date Database from Scratch" does; tests/backends/test_schema.py checks
+    that this builds exactly what the migrations build. Replaying every migration on a new catalog
+    (importing Alembic, loading its scripts, SQLite table re-creations) took ~0.4 s of every
+    new catalog. False when the database is not empty: the migrations bring it up to date."""
+    from sqlalchemy import inspect
+
+    from searcher.catalog.schema import Base
+
+    with _migration_lock(engine), engine.begin() as connection:
+        present = set(inspect(connection).get_table_names())
+        if present & (set(Base.metadata.tables) | {"alembic_version"}):
+            return False
+        Base.metadata.create_all(connection)
+        connection.execute(text(VERSION_TABLE))
+        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
+    return True
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to head; refuse a database stamped with a revision this version does not know.
-    Alembic is imported only when the stamped revision is not the head."""
+    An empty database is created from the models at once; Alembic is imported only when a
+    stamped revision is not the head."""
     stamped = stamped_revision(engine)
-    if stamped is not None and stamped == head_revision_cheap():
+    cheap_head = head_revision_cheap()
+    if stamped is not None and stamped == cheap_head:
+        return
+    if stamped is None and cheap_head is not None and _create_when_empty(engine, cheap_head):
         return
     from alembic import command
     from alembic.script import ScriptDirectory

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATUS_OK = "ok"
@@ -25,10 +25,11 @@ class ImageRow(Base):
 
     __tablename__ = "images"
     # AUTOINCREMENT: a deleted image's id (an index label) is never handed to another image.
-    __table_args__ = {"sqlite_autoincrement": True}
+    # Constraints carry the names the migrations gave them (a later migration drops them by name).
+    __table_args__ = (UniqueConstraint("path", name="uq_images_path"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -38,7 +39,9 @@ class ImageRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(8), default=KIND_IMAGE, server_default=KIND_IMAGE)
     # Frames and crops belong to their video row; their `path` is a key, not a file (see frame_key).
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE", name="fk_images_parent"), index=True
+    )
     frame_index: Mapped[int | None] = mapped_column(Integer)
     time_s: Mapped[float | None] = mapped_column(Float)
     box: Mapped[str | None] = mapped_column(String(64))  # "x,y,w,h" in frame pixels

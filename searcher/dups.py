@@ -462,10 +462,7 @@ def linked(scores: np.ndarray, inliers: np.ndarray, threshold: float) -> np.ndar
 
 def pair_scores(scored: scoring.Calibrated, inliers: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """The calibrated probability of every pair (or of the pairs at `rows`, with their inliers) at once."""
-    if rows is None:
-        return np.asarray(sigmoid(scored.logits(inliers)), dtype=np.float64)
-    n = np.clip(np.asarray(inliers, dtype=np.int64), 0, scored.orb_terms.shape[1] - 1)
-    return np.asarray(sigmoid(scored.base[rows] + scored.orb_terms[rows, n]), dtype=np.float64)
+    return np.asarray(sigmoid(scored.logits(inliers, rows)), dtype=np.float64)
 
 
 def _groups(members: list[Member], pairs: np.ndarray, scores: np.ndarray) -> list[Group]:

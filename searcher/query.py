@@ -275,7 +275,7 @@ def _verify_adaptively(catalog: Catalog, candidates: _Candidates, orb: OrbQuery 
             stored = catalog.stored_signatures([ids[j] for j in order[position : position + ORB_CHUNK]], "orb")
         signature = stored.get(ids[i])
         # Fewer inliers than CHANCE_INLIERS score as none, so a pair with fewer matches skips the homography.
-        need = int(scored.needed(np.nextafter(kth, np.inf))[i]) if np.isfinite(kth) and not every else 0
+        need = int(scored.needed(np.nextafter(kth, np.inf), rows=[i])[0]) if np.isfinite(kth) and not every else 0
         need = max(need, calibration.CHANCE_INLIERS)
         if signature is None:
             v = scoring.Verification(0, 0)
@@ -288,7 +288,7 @@ def _verify_adaptively(catalog: Catalog, candidates: _Candidates, orb: OrbQuery 
 
 
 def _logit_at(scored, i: int, inliers: int) -> float:
-    return float(scored.base[i] + scored.orb_terms[i, min(inliers, calibration.INLIER_CAP)])
+    return float(scored.logits([inliers], rows=[i])[0])
 
 
 def _exact_scores(catalog: Catalog, ids: list[int], signatures: dict, hist_method: str):

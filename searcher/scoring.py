@@ -17,7 +17,7 @@ Every ranking and verdict of searcher (query, dups, compare) is computed here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 import cv2
 import numpy as np
@@ -110,28 +110,49 @@ def grey_pairs(hists_a: np.ndarray, hists_b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Calibrated:
-    """Per candidate pair: the logit of "same picture" without verification, and what 0..INLIER_CAP
-    inliers add to it (zeros when there is no ORB). Rankings compare logits; p = sigmoid(logit)."""
+    """Per candidate pair: the logit of "same picture" without verification (`base`), and what
+    0..INLIER_CAP inliers add to it: row `model[i]` of `terms` (zeros when there is no ORB).
+    Those terms depend only on the calibrated model, i.e. on which signatures a pair has: N pairs
+    share a few rows instead of holding N x (INLIER_CAP + 1) numbers (1.25 GB at dups' 2.4 M pairs).
+    Rankings compare logits; p = sigmoid(logit)."""
 
     base: np.ndarray  # N
-    orb_terms: np.ndarray  # N x (INLIER_CAP + 1)
+    model: np.ndarray  # N: the row of `terms` of each pair
+    terms: np.ndarray  # models x (INLIER_CAP + 1)
 
-    def logits(self, inliers) -> np.ndarray:
+    NEEDED_BLOCK: ClassVar[int] = 65536  # pairs per block in needed(): bounds its N x 65 temporaries
+
+    def orb_terms(self, rows=slice(None)) -> np.ndarray:
+        """What 0..INLIER_CAP inliers add to the logit of the pairs at `rows` (one row each)."""
+        return self.terms[self.model[rows]]
+
+    def logits(self, inliers, rows=None) -> np.ndarray:
+        """The logits with these inliers, of every pair or of the pairs at `rows` (one inlier count each)."""
         n = np.clip(np.asarray(inliers, dtype=np.int64), 0, INLIER_CAP)
-        return self.base + self.orb_terms[np.arange(len(self.base)), n]
+        if rows is None:
+            return self.base + self.terms[self.model, n]
+        return self.base[rows] + self.terms[self.model[rows], n]
 
     def unverified(self) -> np.ndarray:
         """The logit with no inliers: an unverified candidate's score."""
-        return self.base + self.orb_terms[:, 0]
+        return self.base + self.terms[self.model, 0]
 
     def upper(self) -> np.ndarray:
         """The best logit any verification could give."""
-        return self.base + self.orb_terms.max(axis=1)
+        return self.base + self.terms.max(axis=1)[self.model]
 
-    def needed(self, target: float | np.ndarray) -> np.ndarray:
-        """Fewest inliers that bring each logit to `target`: 0 without any, -1 when none can."""
-        reach = (self.base[:, None] + self.orb_terms) >= np.asarray(target, dtype=np.float64).reshape(-1, 1)
-        return np.where(reach.any(axis=1), np.argmax(reach, axis=1), -1)
+    def needed(self, target: float | np.ndarray, rows=None) -> np.ndarray:
+        """Fewest inliers that bring each logit (of every pair, or of the pairs at `rows`) to `target`
+        (one value, or one per pair): 0 without any, -1 when none can."""
+        rows = np.arange(len(self.base)) if rows is None else np.atleast_1d(np.asarray(rows))
+        target = np.asarray(target, dtype=np.float64)
+        out = np.empty(len(rows), dtype=np.int64)
+        for start in range(0, len(rows), self.NEEDED_BLOCK):
+            block = rows[start : start + self.NEEDED_BLOCK]
+            goal = target if target.ndim == 0 else target[start : start + len(block)]
+            reach = (self.base[block, None] + self.orb_terms(block)) >= goal.reshape(-1, 1)
+            out[start : start + len(block)] = np.where(reach.any(axis=1), np.argmax(reach, axis=1), -1)
+        return out
 
 
 def calibrate(similarities: dict[str, np.ndarray], grey, has_orb: bool) -> Calibrated:
@@ -145,16 +166,18 @@ def calibrate(similarities: dict[str, np.ndarray], grey, has_orb: bool) -> Calib
     )
     present = np.array([~np.isnan(np.asarray(similarities[s], dtype=np.float64)) for s in names]).reshape(len(names), n)
     base = np.full(n, -50.0)
-    terms = np.zeros((n, INLIER_CAP + 1))
-    for pattern in {tuple(col) for col in present.T}:
+    model_of = np.zeros(n, dtype=np.int16)
+    terms = [np.zeros(INLIER_CAP + 1)]  # row 0: pairs with nothing to compare (p ~ 0)
+    for pattern in sorted({tuple(col) for col in present.T}):
         rows = np.flatnonzero((present.T == pattern).all(axis=1))
         signatures = [s for s, here in zip(names, pattern) if here] + (["orb"] if has_orb else [])
         if not signatures:
-            continue  # nothing to compare: p ~ 0
+            continue
         model = model_set.model(signatures)
         base[rows] = model.base_logit({k: v[rows] for k, v in columns.items()})
-        terms[rows] = model.orb_terms()
-    return Calibrated(base, terms)
+        model_of[rows] = len(terms)
+        terms.append(np.asarray(model.orb_terms(), dtype=np.float64))
+    return Calibrated(base, model_of, np.array(terms))
 
 
 def pair_probability(similarities: dict[str, float | None], grey: bool, inliers: int | None) -> float:

@@ -97,13 +97,36 @@ def test_needed_inliers_are_the_least_that_reach_the_threshold():
     for threshold in (0.4, 0.5, 0.7):
         target = threshold_logit(threshold)
         for k, n in enumerate(scored.needed(target)):
-            row = scored.base[k] + scored.orb_terms[k]
+            row = scored.base[k] + scored.orb_terms(k)
             if n < 0:
                 assert row.max() < target
             elif n == 0:
                 assert row[0] >= target
             else:
                 assert row[n] >= target > row[n - 1]
+
+
+def test_pairs_share_their_models_verification_terms_and_blocks_change_no_number(monkeypatch):
+    # Pairs lacking signatures (NaN) use other models: several rows of terms in one Calibrated.
+    rng = np.random.default_rng(7)
+    sims = {name: rng.uniform(0, 1, 200) for name in ("hist", "mse", "ae", "cnn")}
+    sims["cnn"][::3] = np.nan
+    sims["ae"][::5] = np.nan
+    scored = calibrate(sims, rng.uniform(size=200) < 0.2, has_orb=True)
+    assert len(scored.terms) >= 4 and scored.orb_terms().shape == (200, len(scored.terms[0]))
+    dense = scored.base[:, None] + scored.orb_terms()  # every pair's logit for 0..INLIER_CAP inliers
+    inliers = rng.integers(0, 100, 200)
+    assert np.array_equal(scored.logits(inliers), dense[np.arange(200), np.minimum(inliers, dense.shape[1] - 1)])
+    assert np.array_equal(scored.unverified(), dense[:, 0]) and np.array_equal(scored.upper(), dense.max(axis=1))
+    target = threshold_logit(0.5)
+    whole = scored.needed(target)
+    monkeypatch.setattr(type(scored), "NEEDED_BLOCK", 7)
+    assert np.array_equal(scored.needed(target), whole)
+    rows = np.array([5, 3, 150])
+    assert np.array_equal(scored.needed(target, rows=rows), whole[rows])
+    assert np.array_equal(scored.logits(inliers[rows], rows=rows), scored.logits(inliers)[rows])
+    per_pair = rng.normal(size=200)
+    assert np.array_equal(scored.needed(per_pair), [scored.needed(t, rows=[k])[0] for k, t in enumerate(per_pair)])
 
 
 def test_the_eight_orientations_are_the_flips_and_right_angle_turns():

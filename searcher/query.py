@@ -36,7 +36,7 @@ import numpy as np
 from searcher import calibration, images, scoring
 from searcher.errors import ImageError, UsageError, one_line
 from searcher.features.histogram import METHODS, HistogramExtractor
-from searcher.features.work_image import WorkImage
+from searcher.features.work_image import WorkImage, mirrored_work
 
 if TYPE_CHECKING:
     from searcher.catalog import Catalog
@@ -181,7 +181,7 @@ class OrbQuery:
     def mirrored(self) -> np.ndarray:
         if self._mirrored is None:
             try:
-                self._mirrored = self.extractor.extract(np.ascontiguousarray(self.work.bgr[:, ::-1]))
+                self._mirrored = self.extractor.extract(mirrored_work(self.work))
             except Exception:  # the plain image went through; should its mirror not, it verifies nothing
                 self._mirrored = self.plain[:0]
         return self._mirrored

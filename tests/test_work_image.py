@@ -45,3 +45,12 @@ def test_the_level_percentiles_read_off_the_histogram_are_numpys():
         for low, high in [(0, 255), (0, 15), (200, 255), (90, 91)]:
             image = rng.integers(low, high + 1, shape).astype(np.uint8)
             np.testing.assert_allclose(level_percentiles(image), np.percentile(image, LEVEL_PERCENTILES))
+
+
+def test_the_mirror_image_is_the_reversed_view_and_the_mirrored_grey_is_the_grey_of_the_mirror():
+    from searcher.features.work_image import mirror, mirrored_work
+
+    bgr = np.random.default_rng(3).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    assert np.array_equal(mirror(bgr), bgr[:, ::-1])
+    assert np.array_equal(mirror(bgr.astype(np.float32)), bgr[:, ::-1].astype(np.float32))
+    assert np.array_equal(mirrored_work(WorkImage(bgr)).grey, WorkImage(np.ascontiguousarray(bgr[:, ::-1])).grey)

@@ -53,7 +53,7 @@ from searcher.features.ae_weights import (
     weights_version,
 )
 from searcher.features.base import UnitVectorExtractor
-from searcher.features.work_image import WorkImage, as_work
+from searcher.features.work_image import WorkImage, as_work, mirror
 
 PREPROCESSING = "3"  # bump when the recipe's preprocessing changes (3: the bilinear + box square; 2: auto-level after the resize)
 
@@ -155,7 +155,7 @@ class AutoencoderExtractor(UnitVectorExtractor):
         not resized again from the whole image each."""
         square = as_work(image).square
         turned = (cv2.rotate(square, code) for code in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE))
-        return self.extract_batch([square, *turned, np.ascontiguousarray(square[:, ::-1])])
+        return self.extract_batch([square, *turned, mirror(square)])
 
 
 __all__ = [

@@ -34,6 +34,7 @@ import numpy as np
 
 from searcher.errors import SearcherError
 from searcher.features.base import UnitVectorExtractor
+from searcher.features.work_image import mirror
 
 PREPROCESSING = "1"  # bump when the preprocessing above changes: it is part of the version
 MODEL_NAME = "cnn.onnx"
@@ -200,7 +201,7 @@ class CnnExtractor(UnitVectorExtractor):
         rotations. The whole-image resize commutes with them, so the resized input is turned."""
         model = self.model
         resized = model.preprocess(image)
-        variants = dihedral(resized) if alone else [resized, np.ascontiguousarray(resized[:, ::-1])]
+        variants = dihedral(resized) if alone else [resized, mirror(resized)]
         return [row.copy() for row in model(np.stack(variants))]
 
 

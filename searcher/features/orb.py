@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from searcher.features.base import Extractor
-from searcher.features.work_image import WorkImage, as_work, auto_level
+from searcher.features.work_image import WorkImage, as_work, auto_level, mirrored_work
 from searcher.scoring import ROW_BYTES, Verification, split_orb, verify
 
 MAX_FEATURES = 256
@@ -79,8 +79,8 @@ class OrbExtractor(Extractor):
 
     def query_signatures(self, image: np.ndarray | WorkImage, alone: bool = False) -> list[np.ndarray]:
         """The query and its mirror image: ORB is rotation- but not flip-invariant."""
-        bgr = as_work(image).bgr
-        return [self.extract(image), self.extract(np.ascontiguousarray(bgr[:, ::-1]))]
+        work = as_work(image)
+        return [self.extract(work), self.extract(mirrored_work(work))]
 
     def to_blob(self, signature: np.ndarray) -> bytes:
         return np.asarray(signature, dtype=np.uint8).tobytes()

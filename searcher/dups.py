@@ -45,6 +45,7 @@ import numpy as np
 from searcher import images, scoring
 from searcher.calibration import CHANCE_INLIERS, logit, sigmoid
 from searcher.errors import SearcherError, UsageError
+from searcher.features.work_image import WorkImage, mirrored_work
 from searcher.group_review import ReviewCounts, ReviewOptions, in_scope, prepare_groups
 from searcher.keep import Group, Member, choose_keep, group_id, keep_key, make_group, sorted_groups
 from searcher.scoring import DEFAULT_THRESHOLD, FUSED_SIGNATURES
@@ -144,42 +145,85 @@ def _file_rows(catalog: Catalog) -> list[Member]:
     return sorted(rows, key=lambda m: (m.sha256, m.path))
 
 
-def _stored_vectors(index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(present: bool per id, vectors: one row per id, NaN where absent) from an index."""
-    present = np.array([int(i) in index for i in ids], dtype=bool)
-    vectors = np.full((len(ids), index.dim), np.nan, dtype=np.float32)
-    if present.any():
-        vectors[present] = index.vectors([int(i) for i in ids[present]])
-    return present, vectors
+class _StoredVectors:
+    """One signature's stored vectors of the dups members, by member position (NaN rows where a
+    member has none). Read in blocks from the index's saved vector copy when it has a current one
+    (catalog/vector_copy.py: the same float32 values), else taken from the index and held: dups at
+    100k images held every signature's vectors (0.8 GB) besides the graphs."""
+
+    def __init__(self, index, ids: np.ndarray) -> None:
+        self.dim = index.dim
+        self.present = np.array([int(i) in index for i in ids], dtype=bool)
+        opener = getattr(index, "open_saved_vectors", None)  # hnswlib indexes; a Milvus collection has none
+        self._copy = opener() if opener is not None else None
+        self._matrix: np.ndarray | None = None
+        if self._copy is not None:
+            rows, found = self._copy.rows(ids)
+            self._rows = np.where(self.present & found, rows, -1)
+        else:
+            self._matrix = np.full((len(ids), index.dim), np.nan, dtype=np.float32)
+            if self.present.any():
+                self._matrix[self.present] = index.vectors([int(i) for i in ids[self.present]])
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The vectors of the members at these positions, one row each (NaN where absent)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self._matrix is not None:
+            return self._matrix[positions]
+        out = np.full((len(positions), self.dim), np.nan, dtype=np.float32)
+        rows = self._rows[positions]
+        here = rows >= 0
+        unique, inverse = np.unique(rows[here], return_inverse=True)  # each row read once
+        out[here] = self._copy.read(unique)[inverse.ravel()]
+        return out
+
+    def close(self) -> None:
+        if self._copy is not None:
+            self._copy.close()
 
 
-def _candidate_pairs(indexes: dict, vectors: dict, ids: np.ndarray, neighbours: int, reporter: Reporter) -> np.ndarray:
-    """Unique (i, j) positions, i < j, of each image and its nearest neighbours in every index."""
+def _candidate_pairs(
+    catalog: Catalog, names: list[str], ids: np.ndarray, neighbours: int, reporter: Reporter, timings: dict
+) -> tuple[dict[str, _StoredVectors], np.ndarray]:
+    """(stored vectors by signature, unique (i, j) positions, i < j, of each image and its nearest
+    neighbours in every index). The indexes are visited one at a time (Catalog.each_index)."""
     position = {int(image_id): k for k, image_id in enumerate(ids)}
+    vectors: dict[str, _StoredVectors] = {}
     found: list[np.ndarray] = []
-    for name, index in indexes.items():
-        present, matrix = vectors[name]
-        rows = np.flatnonzero(present)
-        reporter.start(len(rows), f"{name} neighbours")
-        for start in range(0, len(rows), 1024):
-            block_rows = rows[start : start + 1024]
-            labels, _ = index.search_many(matrix[block_rows], neighbours + 1)  # +1: the image itself comes back
-            block = [
-                (k, position[int(j)])
-                for k, row in zip(block_rows, labels)
-                for j in row
-                if int(j) in position and position[int(j)] != k
-            ]
-            if block:
-                found.append(np.array(block, dtype=np.int64))
-            reporter.advance(len(block_rows))
+    try:
+        clock = time.perf_counter()
+        for name, index in catalog.each_index(names):
+            vectors[name] = stored = _StoredVectors(index, ids)
+            timings["load"] = timings.get("load", 0.0) + time.perf_counter() - clock
+            clock = time.perf_counter()
+            rows = np.flatnonzero(stored.present)
+            reporter.start(len(rows), f"{name} neighbours")
+            for start in range(0, len(rows), 1024):
+                block_rows = rows[start : start + 1024]
+                labels, _ = index.search_many(stored.rows(block_rows), neighbours + 1)  # +1: the image itself comes back
+                block = [
+                    (k, position[int(j)])
+                    for k, row in zip(block_rows, labels)
+                    for j in row
+                    if int(j) in position and position[int(j)] != k
+                ]
+                if block:
+                    found.append(np.array(block, dtype=np.int64))
+                reporter.advance(len(block_rows))
+            del index  # before the next one is loaded: one graph in memory at a time
+            timings["neighbours"] = timings.get("neighbours", 0.0) + time.perf_counter() - clock
+            clock = time.perf_counter()
+    except BaseException:
+        for stored in vectors.values():
+            stored.close()
+        raise
     if not found:
-        return np.empty((0, 2), dtype=np.int64)
+        return vectors, np.empty((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
-    return np.unique(pairs, axis=0)
+    return vectors, np.unique(pairs, axis=0)
 
 
-def _calibrated(pairs: np.ndarray, vectors: dict, has_orb: bool) -> tuple[scoring.Calibrated, np.ndarray]:
+def _calibrated(pairs: np.ndarray, vectors: dict[str, _StoredVectors], has_orb: bool) -> tuple[scoring.Calibrated, np.ndarray]:
     """(calibrated logits of each pair, mirror similarity), computed in blocks with searcher.scoring's
     similarities (hist from the stored sqrt-histograms, mse over the 8 orientations, ae and cnn cosine
     of unit vectors) and grey flags (from the histograms). The mirror similarity is the mse similarity
@@ -190,16 +234,17 @@ def _calibrated(pairs: np.ndarray, vectors: dict, has_orb: bool) -> tuple[scorin
     for start in range(0, len(pairs), SCORE_BLOCK):
         a, b = pairs[start : start + SCORE_BLOCK, 0], pairs[start : start + SCORE_BLOCK, 1]
         block = slice(start, start + len(a))
-        for name, (_, matrix) in vectors.items():
+        for name, stored in vectors.items():
+            va, vb = stored.rows(a), stored.rows(b)
             if name == "hist":
-                sims[name][block] = scoring.bhattacharyya_similarity(matrix[a], matrix[b])
-                grey[block] = scoring.grey_pairs(np.square(matrix[a]), np.square(matrix[b]))
+                sims[name][block] = scoring.bhattacharyya_similarity(va, vb)
+                grey[block] = scoring.grey_pairs(np.square(va), np.square(vb))
             elif name == "mse":
-                low, best = scoring.oriented_mse(matrix[a], matrix[b])
+                low, best = scoring.oriented_mse(va, vb)
                 sims[name][block] = np.where(np.isnan(low), np.nan, scoring.mse_similarity(np.nan_to_num(low)))
                 mirror[block] = np.where(~np.isnan(low) & (best >= 4), sims[name][block], 0.0)  # 4..7: mirrored
             else:
-                sims[name][block] = scoring.cosine_similarity(np.einsum("ij,ij->i", matrix[a], matrix[b]))
+                sims[name][block] = scoring.cosine_similarity(np.einsum("ij,ij->i", va, vb))
     return scoring.calibrate(sims, grey, has_orb), mirror
 
 
@@ -228,6 +273,16 @@ def _same_bytes_pairs(members: list[Member]) -> np.ndarray:
             else:
                 first[m.sha256] = k
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _same_bytes(members: list[Member], pairs: np.ndarray) -> np.ndarray:
+    """True for the pairs whose two files have the same (known) sha256. Compared as small integer
+    codes: indexing the 64-character strings themselves by 2.4 M pairs took 1.2 GB at once."""
+    _, codes = np.unique([m.sha256 for m in members], return_inverse=True)
+    codes = codes.ravel()
+    known = np.array([m.sha256 != "" for m in members], dtype=bool)
+    a, b = pairs[:, 0], pairs[:, 1]
+    return (codes[a] == codes[b]) & known[a]
 
 
 # Verification runs in worker processes for big catalogs; each task carries its pairs and their signatures.
@@ -269,7 +324,7 @@ def _mirror_check(
         if a not in mirrored:
             try:
                 bgr = images.load_image(members[a].path).bgr
-                mirrored[a] = orb.extract(np.ascontiguousarray(bgr[:, ::-1]))
+                mirrored[a] = orb.extract(mirrored_work(WorkImage(bgr)))
             except SearcherError:
                 mirrored[a] = None
                 unreadable += 1
@@ -306,19 +361,17 @@ def find_duplicates(
     members = [m for m in _file_rows(catalog) if m.image_id not in set_aside and in_scope(m.path, review)]
     result.images = len(members)
     ids = np.array([m.image_id for m in members], dtype=np.int64)
-    indexes = {name: index for name, index in catalog.indexes.items() if name in FUSED_SIGNATURES}
-    vectors = {name: _stored_vectors(index, ids) for name, index in indexes.items()}
+    names = [name for name, extractor in catalog.extractors.items() if extractor.indexed and name in FUSED_SIGNATURES]
     result.timings["load"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    neighbour_pairs = _candidate_pairs(indexes, vectors, ids, neighbours, reporter)
-    pairs = np.unique(np.concatenate([neighbour_pairs, _same_bytes_pairs(members)]), axis=0)
-    result.timings["neighbours"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    scored, mirror = _calibrated(pairs, vectors, "orb" in catalog.extractors)
-    hashes = np.array([m.sha256 for m in members])
-    same_bytes = (hashes[pairs[:, 0]] == hashes[pairs[:, 1]]) & (hashes[pairs[:, 0]] != "") if len(pairs) else np.zeros(0, bool)
+    vectors, neighbour_pairs = _candidate_pairs(catalog, names, ids, neighbours, reporter, result.timings)
+    try:
+        clock = time.perf_counter()
+        pairs = np.unique(np.concatenate([neighbour_pairs, _same_bytes_pairs(members)]), axis=0)
+        scored, mirror = _calibrated(pairs, vectors, "orb" in catalog.extractors)
+    finally:
+        for stored in vectors.values():
+            stored.close()
+    same_bytes = _same_bytes(members, pairs)
     need = scored.needed(scoring.threshold_logit(threshold)).astype(np.int64)  # -1: cannot pass
     need[scored.unverified() < logit(scoring.VERIFY_FLOOR)] = -1  # ORB lifts no copy from below the floor
     if "orb" in catalog.extractors:  # only pairs ORB confirms are linked (step 3)

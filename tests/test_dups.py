@@ -134,6 +134,38 @@ def test_candidates_grow_with_images_times_neighbours_not_images_squared(sample_
     assert result.candidate_pairs < result.images * (result.images - 1) / 2
 
 
+def test_dups_holds_one_index_at_a_time_and_reads_vectors_from_their_saved_copies(sample_with_copies, sample_result, monkeypatch):
+    """Memory: each graph is let go before the next is loaded, and vectors are read from the saved
+    copies in blocks; the groups and scores are those of vectors held in memory."""
+    import weakref
+
+    from searcher.catalog import Catalog
+    from searcher.catalog.vectors import HnswIndex
+
+    loaded, copies = [], []
+    load_index, open_saved_vectors = Catalog.load_index, HnswIndex.open_saved_vectors
+
+    def one_at_a_time(self, extractor, *args, **kwargs):
+        assert all(ref() is None for ref in loaded), "an index was still held when the next was loaded"
+        index = load_index(self, extractor, *args, **kwargs)
+        loaded.append(weakref.ref(index))
+        return index
+
+    def counted(self):
+        copies.append(open_saved_vectors(self))
+        return copies[-1]
+
+    monkeypatch.setattr(Catalog, "load_index", one_at_a_time)
+    monkeypatch.setattr(HnswIndex, "open_saved_vectors", counted)
+    streamed = find_duplicates(sample_with_copies, workers=1)
+    assert len(loaded) == 2 and len(copies) == 2 and all(c is not None for c in copies)
+
+    monkeypatch.setattr(HnswIndex, "open_saved_vectors", lambda self: None)  # vectors held in memory instead
+    held = find_duplicates(sample_with_copies, workers=1)
+    summary = lambda r: [(g.id, [(m.path, m.score) for m in g.members]) for g in r.groups]  # noqa: E731
+    assert summary(streamed) == summary(held) == summary(sample_result)
+
+
 def test_group_ids_are_stable_across_runs_and_name_the_smallest_sha256(sample_with_copies, sample_result):
     again = find_duplicates(sample_with_copies, workers=1)
     assert [(g.id, [m.path for m in g.members]) for g in again.groups] == [

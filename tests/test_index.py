@@ -198,6 +198,19 @@ def test_a_vector_replaced_or_added_after_loading_is_never_read_from_the_stale_c
     assert np.allclose(again.vectors([7, 300]), np.eye(16)[:2], atol=1e-6)
 
 
+def test_a_reader_of_the_saved_vectors_outlives_the_next_save_and_none_is_lent_once_a_vector_changed(tmp_path):
+    path, loaded = _saved_cosine_index(tmp_path)
+    truth = loaded.vectors(list(range(300)))
+    reader = loaded.open_saved_vectors()
+    rows, found = reader.rows(np.arange(300))
+    assert found.all() and np.array_equal(reader.read(rows[::-1]), truth[::-1])
+    loaded.add(np.array([7]), np.eye(16, dtype=np.float32)[3:4])
+    assert loaded.open_saved_vectors() is None  # the copy is wrong for label 7 now
+    loaded.save(CatalogStamp(2, 300, 299))  # closes the index's own reader, renames a new copy in
+    assert np.array_equal(reader.read(rows), truth)  # this reader still reads the copy it opened
+    reader.close()
+
+
 @pytest.mark.parametrize("damaged", ["i.vectors.npy", "i.labels.npy"])
 def test_a_damaged_vector_copy_is_not_used_and_the_next_save_writes_a_good_one(tmp_path, damaged):
     path, loaded = _saved_cosine_index(tmp_path)

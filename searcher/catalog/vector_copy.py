@@ -110,6 +110,14 @@ class VectorCopy:
         out[order] = np.frombuffer(data, dtype=np.float32).reshape(len(rows), self.dim)
         return out
 
+    def duplicate(self) -> VectorCopy:
+        """Another reader of the same file (a duplicated descriptor, pread needs no shared offset):
+        it goes on reading this copy after a later save closes this reader and renames a new one in."""
+        other = object.__new__(VectorCopy)
+        other.labels, other.dim, other.row_bytes, other.offset = self.labels, self.dim, self.row_bytes, self.offset
+        other._file = os.fdopen(os.dup(self._file.fileno()), "rb")
+        return other
+
     def close(self) -> None:
         self._file.close()
 

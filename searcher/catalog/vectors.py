@@ -180,6 +180,15 @@ class HnswIndex:
         """Whether vectors() reads from a saved vector copy (vector_copy.py) rather than from hnswlib."""
         return self._copy is not None
 
+    def open_saved_vectors(self) -> VectorCopy | None:
+        """A reader of its own on the saved vector copy, when that copy holds every live vector as
+        it is now (none added or replaced since it was written), else None. The caller closes it;
+        it stays readable after this index is let go or saved again (a pass over the whole catalog,
+        dups, reads vectors from it in blocks instead of holding them all)."""
+        if self._copy is None or self._changed:
+            return None
+        return self._copy.duplicate()
+
     def __contains__(self, image_id: int) -> bool:
         return image_id in self._live
 

@@ -3,7 +3,9 @@
 Grouping recipe (no n x n matrix; the work grows with n * neighbours):
 1. Candidates: each image's `neighbours` nearest images in every vector index of the catalog
    (hist, mse, ae, cnn: each searched with the image's own stored vector), plus every pair of files with
-   the same bytes (sha256), which are linked with score 1 without further work.
+   the same bytes (sha256), which are linked with score 1 without further work. The indexes are
+   searched one at a time and the stored vectors read in blocks from each index's saved copy, so
+   memory holds one graph and the candidate pairs, not every signature's vectors and graph.
 2. Exact similarities of each candidate pair from the stored vectors, as a query computes them
    (hist 1 - Bhattacharyya, mse 1 - 2*RMSE over the best of the 8 flips/rotations, ae and cnn
    cosine), and the calibrated logit of "same picture" (searcher.scoring.calibrate).

@@ -1,6 +1,8 @@
 """Engines on a catalog database and its schema: SQLite settings, Alembic upgrade, newer-schema refusal.
 
-Opening a catalog applies Alembic migrations, and refuses a database written by a newer searcher.
+Opening a catalog brings its schema to the newest revision (a new empty database: created from the
+models at once and stamped; an older one: the Alembic migrations it lacks), and refuses a database
+written by a newer searcher.
 """
 
 from __future__ import annotations

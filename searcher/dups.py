@@ -185,44 +185,45 @@ class _StoredVectors:
 
 
 def _candidate_pairs(
-    catalog: Catalog, names: list[str], ids: np.ndarray, neighbours: int, reporter: Reporter, timings: dict
-) -> tuple[dict[str, _StoredVectors], np.ndarray]:
-    """(stored vectors by signature, unique (i, j) positions, i < j, of each image and its nearest
-    neighbours in every index). The indexes are visited one at a time (Catalog.each_index)."""
+    catalog: Catalog,
+    names: list[str],
+    ids: np.ndarray,
+    neighbours: int,
+    reporter: Reporter,
+    timings: dict,
+    vectors: dict[str, _StoredVectors],
+) -> np.ndarray:
+    """Unique (i, j) positions, i < j, of each image and its nearest neighbours in every index. The
+    indexes are visited one at a time (Catalog.each_index); each one's stored vectors are put in
+    `vectors` (the caller closes them)."""
     position = {int(image_id): k for k, image_id in enumerate(ids)}
-    vectors: dict[str, _StoredVectors] = {}
     found: list[np.ndarray] = []
-    try:
+    clock = time.perf_counter()
+    for name, index in catalog.each_index(names):
+        vectors[name] = stored = _StoredVectors(index, ids)
+        timings["load"] = timings.get("load", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
-        for name, index in catalog.each_index(names):
-            vectors[name] = stored = _StoredVectors(index, ids)
-            timings["load"] = timings.get("load", 0.0) + time.perf_counter() - clock
-            clock = time.perf_counter()
-            rows = np.flatnonzero(stored.present)
-            reporter.start(len(rows), f"{name} neighbours")
-            for start in range(0, len(rows), 1024):
-                block_rows = rows[start : start + 1024]
-                labels, _ = index.search_many(stored.rows(block_rows), neighbours + 1)  # +1: the image itself comes back
-                block = [
-                    (k, position[int(j)])
-                    for k, row in zip(block_rows, labels)
-                    for j in row
-                    if int(j) in position and position[int(j)] != k
-                ]
-                if block:
-                    found.append(np.array(block, dtype=np.int64))
-                reporter.advance(len(block_rows))
-            del index  # before the next one is loaded: one graph in memory at a time
-            timings["neighbours"] = timings.get("neighbours", 0.0) + time.perf_counter() - clock
-            clock = time.perf_counter()
-    except BaseException:
-        for stored in vectors.values():
-            stored.close()
-        raise
+        rows = np.flatnonzero(stored.present)
+        reporter.start(len(rows), f"{name} neighbours")
+        for start in range(0, len(rows), 1024):
+            block_rows = rows[start : start + 1024]
+            labels, _ = index.search_many(stored.rows(block_rows), neighbours + 1)  # +1: the image itself comes back
+            block = [
+                (k, position[int(j)])
+                for k, row in zip(block_rows, labels)
+                for j in row
+                if int(j) in position and position[int(j)] != k
+            ]
+            if block:
+                found.append(np.array(block, dtype=np.int64))
+            reporter.advance(len(block_rows))
+        del index  # before the next one is loaded: one graph in memory at a time
+        timings["neighbours"] = timings.get("neighbours", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
     if not found:
-        return vectors, np.empty((0, 2), dtype=np.int64)
+        return np.empty((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
-    return vectors, np.unique(pairs, axis=0)
+    return np.unique(pairs, axis=0)
 
 
 def _calibrated(pairs: np.ndarray, vectors: dict[str, _StoredVectors], has_orb: bool) -> tuple[scoring.Calibrated, np.ndarray]:
@@ -365,8 +366,9 @@ def find_duplicates(
     ids = np.array([m.image_id for m in members], dtype=np.int64)
     names = [name for name, extractor in catalog.extractors.items() if extractor.indexed and name in FUSED_SIGNATURES]
     result.timings["load"] = time.perf_counter() - clock
-    vectors, neighbour_pairs = _candidate_pairs(catalog, names, ids, neighbours, reporter, result.timings)
+    vectors: dict[str, _StoredVectors] = {}
     try:
+        neighbour_pairs = _candidate_pairs(catalog, names, ids, neighbours, reporter, result.timings, vectors)
         clock = time.perf_counter()
         pairs = np.unique(np.concatenate([neighbour_pairs, _same_bytes_pairs(members)]), axis=0)
         scored, mirror = _calibrated(pairs, vectors, "orb" in catalog.extractors)

@@ -13,6 +13,7 @@ next save writes a good copy); it is never trusted on its own.
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import os
@@ -113,8 +114,7 @@ class VectorCopy:
     def duplicate(self) -> VectorCopy:
         """Another reader of the same file (a duplicated descriptor, pread needs no shared offset):
         it goes on reading this copy after a later save closes this reader and renames a new one in."""
-        other = object.__new__(VectorCopy)
-        other.labels, other.dim, other.row_bytes, other.offset = self.labels, self.dim, self.row_bytes, self.offset
+        other = copy.copy(self)
         other._file = os.fdopen(os.dup(self._file.fileno()), "rb")
         return other
 
